@@ -1,0 +1,388 @@
+"""Hidden tests of chapter 02 (backprop).
+
+Forward passes are compared with the trusted references; every gradient is
+compared with a centered-difference gradient of the trusted reference forward,
+in float64, at relative error < 1e-7 (smooth layers) or < 1e-5 where the layer
+has a kink (inputs are drawn away from kinks, so correct code never fails).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..cases import away_from_kinks, small_dims
+from ..checks import expect_array, expect_close, expect_scalar, shape_phrase
+from ..numerics import numerical_gradient, numerical_gradient_array
+from ..protocol import Call, Case, arr, lit, ref, test_function
+from ..references import ch02_backprop as R
+from . import Item, register
+
+CHAPTER = "02_backprop"
+SMOOTH = 1e-7
+KINKED = 1e-5
+
+
+# --- numerical gradients and the worked example -------------------------------------
+
+@register(CHAPTER)
+class NumericalGradient(Item):
+    name = "numerical_gradient"
+    hint = ("use the centered difference (f(x + h) - f(x - h)) / (2h) for one entry at a time, "
+            "restore that entry, and loop over every index (np.ndindex(x.shape) visits all of them).")
+
+    def cases(self, s):
+        cases = []
+        for i, fn in enumerate(["weighted_cubic", "log_cosh", "weighted_cubic"]):
+            shape = [(3, 4), (5,), (2, 3, 2)][i]
+            x = s.inputs.normal(size=shape)
+            a = s.inputs.uniform(0.5, 2.0, size=shape)
+            b = s.inputs.normal(size=shape)
+            params = {"a": "a", "b": "b"} if fn == "weighted_cubic" else {"a": "a"}
+            kwargs = {"h": lit(1e-6)} if i == 2 else {}
+            cases.append(Case(steps=[Call("numerical_gradient", [test_function(fn, **params), arr("x")], kwargs,
+                                          save="grad")],
+                              arrays={"x": x, "a": a, "b": b}, returns=("grad",),
+                              context={"fn": fn}, label=shape_phrase(x=x)))
+        return cases
+
+    def check(self, case, out):
+        x, a, b = case.arrays["x"], case.arrays["a"], case.arrays["b"]
+        if case.context["fn"] == "weighted_cubic":
+            exact = 3 * a * x ** 2 + b
+        else:
+            exact = a * np.tanh(a * x)
+        grad = expect_array(self.name, "the gradient", out["grad"], x.shape, case.label, self.hint)
+        expect_close(self.name, "the gradient", grad, exact, SMOOTH, case.label, self.hint)
+
+
+@register(CHAPTER)
+class NumericalGradientArray(Item):
+    name = "numerical_gradient_array"
+    hint = ("for each entry i of x: (sum(f(x + h e_i) * df) - sum(f(x - h e_i) * df)) / (2h); "
+            "df weights every output of f.")
+
+    def cases(self, s):
+        cases = []
+        for shape in [(4, 3), (6,)]:
+            x = s.inputs.normal(size=shape)
+            a = s.inputs.uniform(0.5, 1.5, size=shape)
+            b = s.inputs.normal(size=shape)
+            df = s.upstream.normal(size=shape)
+            cases.append(Case(steps=[Call("numerical_gradient_array",
+                                          [test_function("tanh_affine", a="a", b="b"), arr("x"), arr("df")],
+                                          save="grad")],
+                              arrays={"x": x, "a": a, "b": b, "df": df}, returns=("grad",), label=shape_phrase(x=x)))
+        return cases
+
+    def check(self, case, out):
+        x, a, b, df = (case.arrays[k] for k in ("x", "a", "b", "df"))
+        exact = df * a * (1 - np.tanh(a * x + b) ** 2)
+        grad = expect_array(self.name, "the gradient", out["grad"], x.shape, case.label, self.hint)
+        expect_close(self.name, "the gradient", grad, exact, SMOOTH, case.label, self.hint)
+
+
+@register(CHAPTER)
+class GraphExample(Item):
+    name = "graph_example"
+    hints = {"f": "f = 2 / sin(exp(-x)); build it node by node: a = exp(-x), b = sin(a), f = 2 / b.",
+             "dfdx": "multiply the local derivatives backwards: df/db = -2 / b**2, db/da = cos(a), da/dx = -a."}
+
+    def cases(self, s):
+        x = s.inputs.uniform(-1.0, 2.0, size=(int(s.inputs.integers(3, 8)),))
+        return [Case(steps=[Call("graph_example", [arr("x")], save=("f", "dfdx"))], arrays={"x": x},
+                     returns=("f", "dfdx"), label=shape_phrase(x=x))]
+
+    def check(self, case, out):
+        x = case.arrays["x"]
+        f_ref, _ = R.graph_example(x)
+        dfdx_ref = numerical_gradient_array(lambda v: R.graph_example(v)[0], x, np.ones_like(x))
+        for name, expected in (("f", f_ref), ("dfdx", dfdx_ref)):
+            got = expect_array(self.name, name, out[name], x.shape, case.label, self.hints[name])
+            expect_close(self.name, name, got, expected, SMOOTH, case.label, self.hints[name])
+
+
+# --- layers: a forward item and a backward item per layer ------------------------------
+
+class ForwardItem(Item):
+    """``name(*inputs, **kwargs) -> (out, cache)``; only ``out`` is checked, the cache is opaque."""
+
+    reference = None
+    input_names: tuple = ()
+    hint = ""
+
+    def make_inputs(self, s) -> tuple[dict, dict]:
+        """(arrays, literal kwargs) for one random case."""
+        raise NotImplementedError
+
+    def cases(self, s):
+        cases = []
+        for _ in range(3):
+            arrays, kwargs = self.make_inputs(s)
+            cases.append(Case(steps=[Call(self.name, [arr(n) for n in self.input_names],
+                                          {k: lit(v) for k, v in kwargs.items()}, save=("out", "cache"))],
+                              arrays=arrays, returns=("out",), context={"kwargs": kwargs},
+                              label=shape_phrase(**{n: arrays[n] for n in self.input_names})))
+        return cases
+
+    def check(self, case, out):
+        inputs = [case.arrays[n] for n in self.input_names]
+        expected = type(self).reference(*inputs, **case.context["kwargs"])
+        got = expect_array(self.name, "out", out["out"], expected.shape, case.label, self.hint)
+        expect_close(self.name, "out", got, expected, SMOOTH, case.label, self.hint)
+
+
+class BackwardItem(Item):
+    """``forward -> (out, cache)`` then ``name(dout, cache) -> grads``, each grad checked numerically."""
+
+    forward: ForwardItem = None
+    grad_names: tuple = ()          # e.g. ("dx", "dw", "db"), in the order the function returns them
+    tolerance = SMOOTH
+    hints: dict = {}
+
+    def cases(self, s):
+        fwd = self.forward
+        cases = []
+        for _ in range(3):
+            arrays, kwargs = fwd.make_inputs(s)
+            out_shape = type(fwd).reference(*[arrays[n] for n in fwd.input_names], **kwargs).shape
+            arrays["dout"] = s.upstream.normal(size=out_shape)
+            save = self.grad_names if len(self.grad_names) > 1 else self.grad_names[0]
+            steps = [Call(fwd.name, [arr(n) for n in fwd.input_names], {k: lit(v) for k, v in kwargs.items()},
+                          save=("out", "cache")),
+                     Call(self.name, [arr("dout"), ref("cache")], save=save)]
+            cases.append(Case(steps=steps, arrays=arrays, returns=self.grad_names, context={"kwargs": kwargs},
+                              label=shape_phrase(**{n: arrays[n] for n in fwd.input_names})))
+        return cases
+
+    def check(self, case, out):
+        fwd = self.forward
+        inputs = {n: case.arrays[n] for n in fwd.input_names}
+        kwargs = case.context["kwargs"]
+        reference = type(fwd).reference
+        for grad_name, input_name in zip(self.grad_names, fwd.input_names):
+            def f(v, input_name=input_name):
+                return reference(**dict(inputs, **{input_name: v}), **kwargs)
+            expected = numerical_gradient_array(f, inputs[input_name], case.arrays["dout"])
+            hint = self.hints.get(grad_name, "")
+            got = expect_array(self.name, grad_name, out[grad_name], inputs[input_name].shape, case.label, hint)
+            expect_close(self.name, grad_name, got, expected, self.tolerance, case.label, hint)
+
+
+@register(CHAPTER)
+class AffineForward(ForwardItem):
+    name = "affine_forward"
+    reference = R.affine_forward
+    input_names = ("x", "w", "b")
+    hint = "reshape x to (N, D) with x.reshape(x.shape[0], -1), then out = x_flat @ w + b."
+
+    def make_inputs(self, s):
+        N, d1, d2, M = small_dims(s.inputs, (2, 5), (2, 4), (1, 3), (2, 5))
+        x = s.inputs.normal(size=(N, d1, d2))
+        return {"x": x, "w": s.inputs.normal(size=(d1 * d2, M)), "b": s.inputs.normal(size=(M,))}, {}
+
+
+@register(CHAPTER)
+class AffineBackward(BackwardItem):
+    name = "affine_backward"
+    forward = AffineForward()
+    grad_names = ("dx", "dw", "db")
+    hints = {"dx": "dx = dout @ w.T, reshaped back to the shape of x.",
+             "dw": "dw = x_flat.T @ dout, with x reshaped to (N, D).",
+             "db": "db sums dout over the batch axis: db = dout.sum(axis=0), shape (M,)."}
+
+
+def _activation_inputs(s, kinks=()):
+    shape = small_dims(s.inputs, (2, 5), (2, 6))
+    x = away_from_kinks(s.inputs, shape, kinks=kinks, scale=2.0) if kinks else s.inputs.normal(0, 2.0, size=shape)
+    return {"x": x}
+
+
+@register(CHAPTER)
+class ReluForward(ForwardItem):
+    name = "relu_forward"
+    reference = R.relu_forward
+    input_names = ("x",)
+    hint = "out = max(0, x) elementwise: np.maximum(0, x)."
+
+    def make_inputs(self, s):
+        return _activation_inputs(s, kinks=(0.0,)), {}
+
+
+@register(CHAPTER)
+class ReluBackward(BackwardItem):
+    name = "relu_backward"
+    forward = ReluForward()
+    grad_names = ("dx",)
+    tolerance = KINKED
+    hints = {"dx": "dx = dout where x > 0 and 0 elsewhere; mask with the forward input, not with dout."}
+
+
+@register(CHAPTER)
+class LeakyReluForward(ForwardItem):
+    name = "leaky_relu_forward"
+    reference = R.leaky_relu_forward
+    input_names = ("x",)
+    hint = "out = x where x > 0, slope * x elsewhere; use the slope argument, not a constant."
+
+    def make_inputs(self, s):
+        kwargs = {"slope": float(np.round(s.inputs.uniform(0.05, 0.3), 3))} if s.inputs.random() < 0.67 else {}
+        return _activation_inputs(s, kinks=(0.0,)), kwargs
+
+
+@register(CHAPTER)
+class LeakyReluBackward(BackwardItem):
+    name = "leaky_relu_backward"
+    forward = LeakyReluForward()
+    grad_names = ("dx",)
+    tolerance = KINKED
+    hints = {"dx": "dx = dout where x > 0 and slope * dout elsewhere; keep the slope in the cache."}
+
+
+@register(CHAPTER)
+class SigmoidForward(ForwardItem):
+    name = "sigmoid_forward"
+    reference = R.sigmoid_forward
+    input_names = ("x",)
+    hint = "out = 1 / (1 + exp(-x)); for very negative x use exp(x) / (1 + exp(x)) to avoid overflow."
+
+    def make_inputs(self, s):
+        return _activation_inputs(s), {}
+
+    def cases(self, s):
+        extreme = np.array([[-800.0, -30.0, 0.0, 30.0, 800.0]])
+        return super().cases(s) + [Case(steps=[Call(self.name, [arr("x")], save=("out", "cache"))],
+                                         arrays={"x": extreme}, returns=("out",), context={"kwargs": {}},
+                                         label=" on x = [[-800, -30, 0, 30, 800]]")]
+
+
+@register(CHAPTER)
+class SigmoidBackward(BackwardItem):
+    name = "sigmoid_backward"
+    forward = SigmoidForward()
+    grad_names = ("dx",)
+    hints = {"dx": "dx = dout * s * (1 - s), where s = sigmoid(x) from the forward pass."}
+
+
+@register(CHAPTER)
+class TanhForward(ForwardItem):
+    name = "tanh_forward"
+    reference = R.tanh_forward
+    input_names = ("x",)
+    hint = "out = np.tanh(x)."
+
+    def make_inputs(self, s):
+        return _activation_inputs(s), {}
+
+
+@register(CHAPTER)
+class TanhBackward(BackwardItem):
+    name = "tanh_backward"
+    forward = TanhForward()
+    grad_names = ("dx",)
+    hints = {"dx": "dx = dout * (1 - t**2), where t = tanh(x) from the forward pass."}
+
+
+# --- losses: (loss, gradient) in one call ----------------------------------------------
+
+class LossItem(Item):
+    """``name(pred, y) -> (loss, dpred)``: loss vs the reference, dpred vs its numerical gradient."""
+
+    reference = None
+    grad_name = "dx"
+    tolerance = SMOOTH
+    hints: dict = {}
+
+    def make_inputs(self, s) -> dict:
+        raise NotImplementedError
+
+    def case_from(self, arrays, label=None):
+        names = list(arrays)
+        return Case(steps=[Call(self.name, [arr(n) for n in names], save=("loss", self.grad_name))],
+                    arrays=arrays, returns=("loss", self.grad_name),
+                    label=label or shape_phrase(**{names[0]: arrays[names[0]]}))
+
+    def cases(self, s):
+        return [self.case_from(self.make_inputs(s)) for _ in range(3)]
+
+    def check(self, case, out):
+        first, second = list(case.arrays)
+        pred, y = case.arrays[first], case.arrays[second]
+        reference = type(self).reference
+        loss = expect_scalar(self.name, "loss", out["loss"], case.label, self.hints.get("loss", ""))
+        expect_close(self.name, "loss", loss, reference(pred, y), SMOOTH, case.label, self.hints.get("loss", ""))
+        expected = numerical_gradient(lambda v: reference(v, y), pred)
+        hint = self.hints.get(self.grad_name, "")
+        got = expect_array(self.name, self.grad_name, out[self.grad_name], pred.shape, case.label, hint)
+        expect_close(self.name, self.grad_name, got, expected, self.tolerance, case.label, hint)
+
+
+@register(CHAPTER)
+class SoftmaxLoss(LossItem):
+    name = "softmax_loss"
+    reference = R.softmax_loss
+    grad_name = "dx"
+    hints = {"loss": "loss = mean over the batch of -log softmax(x)[i, y[i]]; subtract the row max first.",
+             "dx": "dx = (softmax(x) - one_hot(y)) / N: divide by the batch size."}
+
+    def make_inputs(self, s):
+        N, C = small_dims(s.inputs, (2, 6), (2, 5))
+        return {"x": s.inputs.normal(size=(N, C)), "y": s.inputs.integers(0, C, size=N)}
+
+    def cases(self, s):
+        # Logits around 1000 overflow exp() unless the row max is subtracted.
+        big = self.make_inputs(s)
+        big["x"] = big["x"] + 1000.0
+        return super().cases(s) + [self.case_from(big, label=" on logits around 1000")]
+
+    def check(self, case, out):
+        x, y = case.arrays["x"], case.arrays["y"]
+        if x.mean() < 500:
+            return super().check(case, out)
+        # Softmax is shift-invariant, so the large-logit case must match the centred one.
+        shifted = x - 1000.0
+        loss = expect_scalar(self.name, "loss", out["loss"], case.label, self.hints["loss"])
+        expect_close(self.name, "loss", loss, R.softmax_loss(shifted, y), SMOOTH, case.label, self.hints["loss"])
+        expected = numerical_gradient(lambda v: R.softmax_loss(v, y), shifted)
+        got = expect_array(self.name, "dx", out["dx"], x.shape, case.label, self.hints["dx"])
+        expect_close(self.name, "dx", got, expected, SMOOTH, case.label, self.hints["dx"])
+
+
+@register(CHAPTER)
+class BceLoss(LossItem):
+    name = "bce_loss"
+    reference = R.bce_loss
+    grad_name = "dp"
+    hints = {"loss": "loss = -mean(y log p + (1 - y) log(1 - p)) over all elements.",
+             "dp": "dp = (p - y) / (p (1 - p)) / p.size: the mean divides by the number of elements."}
+
+    def make_inputs(self, s):
+        shape = [(int(s.inputs.integers(3, 9)),), tuple(small_dims(s.inputs, (2, 5), (1, 3)))][int(s.inputs.integers(2))]
+        return {"p": s.inputs.uniform(0.05, 0.95, size=shape), "y": s.inputs.integers(0, 2, size=shape).astype(float)}
+
+
+@register(CHAPTER)
+class MseLoss(LossItem):
+    name = "mse_loss"
+    reference = R.mse_loss
+    grad_name = "dpred"
+    hints = {"loss": "loss = mean((pred - y)**2) over all elements.",
+             "dpred": "dpred = 2 (pred - y) / pred.size."}
+
+    def make_inputs(self, s):
+        shape = small_dims(s.inputs, (2, 6), (1, 4))
+        return {"pred": s.inputs.normal(size=shape), "y": s.inputs.normal(size=shape)}
+
+
+@register(CHAPTER)
+class L1Loss(LossItem):
+    name = "l1_loss"
+    reference = R.l1_loss
+    grad_name = "dpred"
+    tolerance = KINKED
+    hints = {"loss": "loss = mean(|pred - y|) over all elements.",
+             "dpred": "dpred = sign(pred - y) / pred.size."}
+
+    def make_inputs(self, s):
+        shape = small_dims(s.inputs, (2, 6), (1, 4))
+        y = s.inputs.normal(size=shape)
+        return {"pred": y + away_from_kinks(s.inputs, shape, kinks=(0.0,), margin=1e-2), "y": y}
+

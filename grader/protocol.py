@@ -1,0 +1,184 @@
+"""Grader-side half of the hidden tests: describe calls, read back what the kernel recorded.
+
+A *case* is a tiny call program ("call affine_forward(x, w, b), keep (out, cache);
+call affine_backward(dout, cache), keep (dx, dw, db)") plus the arrays it uses.
+It is written as JSON + .npz for ``course_harness`` to run inside the sandboxed
+kernel; the outputs come back the same way and are decoded here without ever
+unpickling anything a learner produced.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import course_harness
+
+MAX_RESULT_JSON_BYTES = 8 * 2**20
+
+
+# --- Argument specs (JSON) ------------------------------------------------------
+
+def arr(name):
+    """A case array, copied afresh for every call and checked for in-place changes."""
+    return {"a": name}
+
+
+def lit(value):
+    """A JSON literal (int, float, str, bool, None, list)."""
+    return {"v": value}
+
+
+def ref(name):
+    """Something an earlier call of the same case returned, passed on untouched (a cache)."""
+    return {"ref": name}
+
+
+def dict_of(mutable=False, **specs):
+    """A dict of specs; ``mutable`` dicts may be changed in place (bn_param's running stats)."""
+    return {"d": specs, "mutable": mutable}
+
+
+def test_function(name, **params):
+    """One of ``course_harness.TEST_FUNCTIONS``, built from case arrays."""
+    return {"fn": name, "params": params}
+
+
+def rng(seed):
+    return {"rng": int(seed)}
+
+
+def dataset(x_name, y_name):
+    return {"dataset": [x_name, y_name]}
+
+
+@dataclass
+class Call:
+    """One step of a call program: ``save = function(*args, **kwargs)``."""
+
+    function: str
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    save: str | tuple[str, ...] = "_"
+    builtin: bool = False      # len / list applied to an earlier result
+
+    def to_json(self):
+        step = {"args": self.args, "kwargs": self.kwargs,
+                "save": self.save if isinstance(self.save, str) else list(self.save)}
+        if self.builtin:
+            step["builtin"] = self.function
+        else:
+            step["call"] = self.function
+        return step
+
+
+@dataclass
+class Case:
+    """A test case: the call program, its arrays, what to send back, and grader-only context."""
+
+    steps: list[Call]
+    arrays: dict[str, np.ndarray]
+    returns: tuple[str, ...]
+    label: str = ""
+    context: dict = field(default_factory=dict)  # never leaves the grader process
+
+    def to_json(self):
+        return {"steps": [s.to_json() for s in self.steps], "returns": list(self.returns)}
+
+
+# --- Results -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Other:
+    """A returned value that is not a number, array, list or dict (e.g. a string)."""
+
+    type: str
+
+
+@dataclass
+class Result:
+    """What one case's calls gave back."""
+
+    outputs: dict
+    error: dict | None
+    mutated: list
+
+
+def cases_document(item, cases):
+    """The JSON and arrays the kernel reads for one item."""
+    doc = {"item": item, "cases": [c.to_json() for c in cases]}
+    arrays = {f"c{i}/{k}": np.asarray(v) for i, c in enumerate(cases) for k, v in c.arrays.items()}
+    return doc, arrays
+
+
+def write_cases(folder: Path, item, cases):
+    folder.mkdir(parents=True, exist_ok=True)
+    doc, arrays = cases_document(item, cases)
+    with open(folder / f"{item}.npz", "wb") as f:
+        np.savez(f, **arrays)
+    (folder / f"{item}.json").write_text(json.dumps(doc))
+
+
+def _decode(desc, arrays):
+    kind = desc.get("kind") if isinstance(desc, dict) else None
+    if kind == "none":
+        return None
+    if kind == "bool":
+        return bool(desc.get("value"))
+    if kind in ("scalar", "array"):
+        key = desc.get("key")
+        if key not in arrays:
+            return Other("missing array")
+        value = arrays[key]
+        if value.dtype.kind not in "biuf":
+            return Other(f"array of dtype {value.dtype}")
+        return value[()] if kind == "scalar" else value
+    if kind in ("list", "tuple"):
+        items = [_decode(d, arrays) for d in desc.get("items", [])]
+        return items if kind == "list" else tuple(items)
+    if kind == "dict":
+        return {str(k): _decode(v, arrays) for k, v in dict(desc.get("items", {})).items()}
+    if kind == "other":
+        return Other(str(desc.get("type", "unknown"))[:200])
+    return Other("unreadable")
+
+
+def decode_results(doc, arrays):
+    """Turn the kernel's results document into ``Result`` objects (untrusted input)."""
+    results = []
+    for i, record in enumerate(doc.get("results", [])):
+        prefix = f"c{i}/"
+        case_arrays = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        error = record.get("error")
+        outputs = {str(k): _decode(v, case_arrays) for k, v in dict(record.get("outputs") or {}).items()}
+        mutated = [m for m in record.get("mutated") or [] if isinstance(m, dict)]
+        results.append(Result(outputs=outputs, error=error if isinstance(error, dict) else None, mutated=mutated))
+    return results
+
+
+def read_results(folder: Path, item):
+    """Results the kernel recorded for ``item``, or None if it recorded none."""
+    json_path, npz_path = folder / f"{item}.json", folder / f"{item}.npz"
+    if not json_path.is_file() or not npz_path.is_file():
+        return None
+    if json_path.stat().st_size > MAX_RESULT_JSON_BYTES:
+        raise ValueError("the recorded results are too large")
+    doc = json.loads(json_path.read_text())
+    with np.load(npz_path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    if doc.get("item") != item:
+        raise ValueError("the recorded results belong to another item")
+    return decode_results(doc, arrays)
+
+
+def run_in_process(item, cases, namespace):
+    """Run cases against ``namespace`` right here, through the same encode/decode path.
+
+    Used by the project's tests (wrong and alternative implementations) and by
+    ``course check``; autograding goes through the sandboxed kernel instead.
+    """
+    doc, arrays = cases_document(item, cases)
+    out_doc, out_arrays = course_harness.run_cases(doc, arrays, namespace)
+    return decode_results(json.loads(json.dumps(out_doc)), out_arrays)
