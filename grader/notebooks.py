@@ -1,0 +1,47 @@
+"""Reading chapter notebooks: which cells answer, which cells grade which item.
+
+Conventions (nbgrader metadata, see README "Writing a chapter"):
+- an answer cell has ``nbgrader.solution == true`` and defines one graded function;
+- a hidden test cell has ``nbgrader.grade == true``, ``grade_id == "test_<item>"`` and
+  ``points``; its hidden part calls ``course_harness.run_hidden_test("<item>", globals())``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+TEST_PREFIX = "test_"
+
+
+def nb_meta(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def read(path) -> nbformat.NotebookNode:
+    return nbformat.read(str(path), as_version=4)
+
+
+def graded_items(nb) -> dict[str, float]:
+    """{item name: points} for every hidden test cell of a notebook, in order."""
+    items = {}
+    for cell in nb.cells:
+        meta = nb_meta(cell)
+        if meta.get("grade") and not meta.get("solution") and str(meta.get("grade_id", "")).startswith(TEST_PREFIX):
+            items[meta["grade_id"][len(TEST_PREFIX):]] = float(meta.get("points", 0))
+    return items
+
+
+def solution_namespace(path) -> dict:
+    """Execute only the answer cells of a solution notebook and return their namespace.
+
+    Answer cells are self-contained function definitions (they may use ``np``),
+    so the project's tests can grade the reference solutions in-process.
+    """
+    nb = read(path)
+    namespace: dict = {}
+    exec("import numpy as np", namespace)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and nb_meta(cell).get("solution"):
+            exec(compile(cell.source, f"{Path(path).name}:{nb_meta(cell).get('grade_id')}", "exec"), namespace)
+    return namespace
