@@ -57,11 +57,23 @@ def _sin_product(a):
     return lambda x: np.sin(x) * a
 
 
+# Coupled (non-separable) functions: every output depends on every input, so a
+# finite difference that leaves earlier entries shifted gives a wrong gradient.
+def _log_sum_exp(a):
+    return lambda x: float(np.log(np.sum(np.exp(a * x))))
+
+
+def _tanh_matmul(m):
+    return lambda x: np.tanh(np.reshape(x, -1) @ m)
+
+
 TEST_FUNCTIONS = {
     "weighted_cubic": _weighted_cubic,   # scalar: sum(a x^3) + sum(b x)
     "log_cosh": _log_cosh,               # scalar: sum(log cosh(a x))
+    "log_sum_exp": _log_sum_exp,         # scalar: log(sum(exp(a x))), coupled
     "tanh_affine": _tanh_affine,         # array:  tanh(a x + b)
     "sin_product": _sin_product,         # array:  sin(x) * a
+    "tanh_matmul": _tanh_matmul,         # array:  tanh(flatten(x) @ m), coupled
 }
 
 

@@ -52,3 +52,26 @@ def load_digits_split(test_fraction=0.25, rng=0):
     n_test = int(round(test_fraction * len(X)))
     test, train = order[:n_test], order[n_test:]
     return X[train], y[train], X[test], y[test]
+
+
+class ArrayDataset:
+    """A map-style dataset over two arrays: ``len(ds)`` samples, ``ds[i] -> (X[i], y[i])``.
+
+    X: (N, ...) inputs, y: (N,) targets with the same first dimension. The arrays are
+    kept as they are (no copy), so building a dataset is free.
+    """
+
+    def __init__(self, X, y):
+        X, y = np.asarray(X), np.asarray(y)
+        if len(X) != len(y):
+            raise ValueError(f"X has {len(X)} samples but y has {len(y)}")
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        return self.X[index], self.y[index]
+
+    def __repr__(self):
+        return f"ArrayDataset({len(self)} samples, x of shape {self.X.shape[1:]}, y of shape {self.y.shape[1:]})"

@@ -40,3 +40,24 @@ def plot_curves(curves, ax=None, title="Training", xlabel="step", ylabel="loss",
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return ax
+
+
+def plot_image_grid(images, titles=None, shape=(8, 8), ncols=8, title=None, cmap="gray_r", title_colors=None):
+    """Small images in a grid, e.g. digits with their predicted labels.
+
+    images: (K, H*W) or (K, H, W) array; titles: K short strings (optional);
+    title_colors: K colours for the titles (e.g. red for a wrong prediction). Returns the Figure.
+    """
+    images = np.asarray(images).reshape(len(images), *shape)
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.1 * ncols, 1.3 * nrows + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(images):
+            ax.imshow(images[k], cmap=cmap)
+            if titles is not None:
+                ax.set_title(titles[k], fontsize=9, color=(title_colors[k] if title_colors is not None else "black"))
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig

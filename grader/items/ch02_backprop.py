@@ -31,8 +31,9 @@ class NumericalGradient(Item):
 
     def cases(self, s):
         cases = []
-        for i, fn in enumerate(["weighted_cubic", "log_cosh", "weighted_cubic"]):
-            shape = [(3, 4), (5,), (2, 3, 2)][i]
+        # log_sum_exp couples all entries: it catches an entry that was never restored, even on a copy.
+        for i, fn in enumerate(["weighted_cubic", "log_cosh", "weighted_cubic", "log_sum_exp"]):
+            shape = [(3, 4), (5,), (2, 3, 2), (3, 3)][i]
             x = s.inputs.normal(size=shape)
             a = s.inputs.uniform(0.5, 2.0, size=shape)
             b = s.inputs.normal(size=shape)
@@ -48,6 +49,9 @@ class NumericalGradient(Item):
         x, a, b = case.arrays["x"], case.arrays["a"], case.arrays["b"]
         if case.context["fn"] == "weighted_cubic":
             exact = 3 * a * x ** 2 + b
+        elif case.context["fn"] == "log_sum_exp":
+            e = np.exp(a * x - np.max(a * x))
+            exact = a * e / e.sum()
         else:
             exact = a * np.tanh(a * x)
         grad = expect_array(self.name, "the gradient", out["grad"], x.shape, case.label, self.hint)
@@ -71,11 +75,24 @@ class NumericalGradientArray(Item):
                                           [test_function("tanh_affine", a="a", b="b"), arr("x"), arr("df")],
                                           save="grad")],
                               arrays={"x": x, "a": a, "b": b, "df": df}, returns=("grad",), label=shape_phrase(x=x)))
+        # A coupled f whose output has another shape than x: every output depends on every input.
+        x = s.inputs.normal(size=(2, 3))
+        m = s.inputs.normal(0.0, 0.5, size=(6, 4))
+        df = s.upstream.normal(size=(4,))
+        cases.append(Case(steps=[Call("numerical_gradient_array", [test_function("tanh_matmul", m="m"), arr("x"),
+                                                                   arr("df")], save="grad")],
+                          arrays={"x": x, "m": m, "df": df}, returns=("grad",), context={"fn": "tanh_matmul"},
+                          label=shape_phrase(x=x) + " with f(x) of shape (4,)"))
         return cases
 
     def check(self, case, out):
-        x, a, b, df = (case.arrays[k] for k in ("x", "a", "b", "df"))
-        exact = df * a * (1 - np.tanh(a * x + b) ** 2)
+        x, df = case.arrays["x"], case.arrays["df"]
+        if case.context.get("fn") == "tanh_matmul":
+            m = case.arrays["m"]
+            exact = (m @ (df * (1 - np.tanh(x.reshape(-1) @ m) ** 2))).reshape(x.shape)
+        else:
+            a, b = case.arrays["a"], case.arrays["b"]
+            exact = df * a * (1 - np.tanh(a * x + b) ** 2)
         grad = expect_array(self.name, "the gradient", out["grad"], x.shape, case.label, self.hint)
         expect_close(self.name, "the gradient", grad, exact, SMOOTH, case.label, self.hint)
 
@@ -113,10 +130,14 @@ class ForwardItem(Item):
         """(arrays, literal kwargs) for one random case."""
         raise NotImplementedError
 
+    def inputs_for_case(self, s, index) -> tuple[dict, dict]:
+        """Inputs of case ``index`` (0, 1, 2); override to make sure a situation is always covered."""
+        return self.make_inputs(s)
+
     def cases(self, s):
         cases = []
-        for _ in range(3):
-            arrays, kwargs = self.make_inputs(s)
+        for index in range(3):
+            arrays, kwargs = self.inputs_for_case(s, index)
             cases.append(Case(steps=[Call(self.name, [arr(n) for n in self.input_names],
                                           {k: lit(v) for k, v in kwargs.items()}, save=("out", "cache"))],
                               arrays=arrays, returns=("out",), context={"kwargs": kwargs},
@@ -141,8 +162,8 @@ class BackwardItem(Item):
     def cases(self, s):
         fwd = self.forward
         cases = []
-        for _ in range(3):
-            arrays, kwargs = fwd.make_inputs(s)
+        for index in range(3):
+            arrays, kwargs = fwd.inputs_for_case(s, index)
             out_shape = type(fwd).reference(*[arrays[n] for n in fwd.input_names], **kwargs).shape
             arrays["dout"] = s.upstream.normal(size=out_shape)
             save = self.grad_names if len(self.grad_names) > 1 else self.grad_names[0]
@@ -224,7 +245,11 @@ class LeakyReluForward(ForwardItem):
     hint = "out = x where x > 0, slope * x elsewhere; use the slope argument, not a constant."
 
     def make_inputs(self, s):
-        kwargs = {"slope": float(np.round(s.inputs.uniform(0.05, 0.3), 3))} if s.inputs.random() < 0.67 else {}
+        return self.inputs_for_case(s, 1)
+
+    def inputs_for_case(self, s, index):
+        # Case 0 uses the default slope, the others an explicit one: a hard-coded 0.01 always fails.
+        kwargs = {} if index == 0 else {"slope": float(np.round(s.inputs.uniform(0.05, 0.3), 3))}
         return _activation_inputs(s, kinks=(0.0,)), kwargs
 
 
@@ -294,6 +319,10 @@ class LossItem(Item):
     def make_inputs(self, s) -> dict:
         raise NotImplementedError
 
+    def inputs_for_case(self, s, index) -> dict:
+        """Inputs of case ``index`` (0, 1, 2); override to make sure a situation is always covered."""
+        return self.make_inputs(s)
+
     def case_from(self, arrays, label=None):
         names = list(arrays)
         return Case(steps=[Call(self.name, [arr(n) for n in names], save=("loss", self.grad_name))],
@@ -301,7 +330,7 @@ class LossItem(Item):
                     label=label or shape_phrase(**{names[0]: arrays[names[0]]}))
 
     def cases(self, s):
-        return [self.case_from(self.make_inputs(s)) for _ in range(3)]
+        return [self.case_from(self.inputs_for_case(s, index)) for index in range(3)]
 
     def check(self, case, out):
         first, second = list(case.arrays)
@@ -355,7 +384,11 @@ class BceLoss(LossItem):
              "dp": "dp = (p - y) / (p (1 - p)) / p.size: the mean divides by the number of elements."}
 
     def make_inputs(self, s):
-        shape = [(int(s.inputs.integers(3, 9)),), tuple(small_dims(s.inputs, (2, 5), (1, 3)))][int(s.inputs.integers(2))]
+        return self.inputs_for_case(s, 1)
+
+    def inputs_for_case(self, s, index):
+        # Case 0 is 1-D, the others 2-D with at least two columns, where p.size differs from len(p).
+        shape = (int(s.inputs.integers(3, 9)),) if index == 0 else small_dims(s.inputs, (2, 5), (2, 3))
         return {"p": s.inputs.uniform(0.05, 0.95, size=shape), "y": s.inputs.integers(0, 2, size=shape).astype(float)}
 
 
@@ -368,7 +401,11 @@ class MseLoss(LossItem):
              "dpred": "dpred = 2 (pred - y) / pred.size."}
 
     def make_inputs(self, s):
-        shape = small_dims(s.inputs, (2, 6), (1, 4))
+        return self.inputs_for_case(s, 1)
+
+    def inputs_for_case(self, s, index):
+        # From case 1 on at least two columns, so dividing by len(pred) instead of pred.size fails.
+        shape = small_dims(s.inputs, (2, 6), (1, 4) if index == 0 else (2, 4))
         return {"pred": s.inputs.normal(size=shape), "y": s.inputs.normal(size=shape)}
 
 
@@ -382,7 +419,10 @@ class L1Loss(LossItem):
              "dpred": "dpred = sign(pred - y) / pred.size."}
 
     def make_inputs(self, s):
-        shape = small_dims(s.inputs, (2, 6), (1, 4))
+        return self.inputs_for_case(s, 1)
+
+    def inputs_for_case(self, s, index):
+        shape = small_dims(s.inputs, (2, 6), (1, 4) if index == 0 else (2, 4))
         y = s.inputs.normal(size=shape)
         return {"pred": y + away_from_kinks(s.inputs, shape, kinks=(0.0,), margin=1e-2), "y": y}
 

@@ -1,0 +1,64 @@
+"""Wall time of autograding: one submission per chapter, and a fake class with 1 and 2 workers.
+
+    .venv/bin/python benchmarks/autograde_time.py [--class-size 20]
+
+Budget (shared/DESIGN.md section 9): under 30 s per chapter submission on a
+2-core CPU. Prints figures; asserts nothing (timings belong here, not in tests).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from conftest import answer_sources, learner_notebook, put_submission  # noqa: E402
+from grader import course, sandbox  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--class-size", type=int, default=20)
+    parser.add_argument("--chapter", default="02_backprop", help="chapter graded for the fake class")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; sandbox isolation: {sandbox.detect_isolation().mode}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "course"
+        course.init_course(root)
+        for chapter in course.chapters():
+            course.release_assignment(root, chapter, None)
+
+        print("\none submission per chapter (solution filled into the released notebook), 1 worker:")
+        for chapter in course.chapters():
+            released = root / "release" / chapter / f"{chapter}.ipynb"
+            put_submission(root, chapter, "bench", learner_notebook(released, answer_sources(chapter)))
+            start = time.perf_counter()
+            [run] = course.autograde(root, chapter, ["bench"], workers=1)
+            row = next(r for r in course.results(root, chapter) if r.student == "bench")
+            print(f"  {chapter:<14} {time.perf_counter() - start:6.1f} s   score {row.score:g}/{row.max_score:g}"
+                  f"   {'ok' if run.ok else run.error}")
+
+        chapter = args.chapter
+        released = root / "release" / chapter / f"{chapter}.ipynb"
+        answers = answer_sources(chapter)
+        students = [f"learner{i:03d}" for i in range(args.class_size)]
+        for i, student in enumerate(students):
+            # Every third learner leaves the chapter untouched: a realistic mix of fast and full runs.
+            nb = learner_notebook(released, answers if i % 3 else {})
+            put_submission(root, chapter, student, nb)
+        print(f"\nfake class: {len(students)} submissions of {chapter}")
+        for workers in (1, 2):
+            start = time.perf_counter()
+            runs = course.autograde(root, chapter, students, workers=workers)
+            elapsed = time.perf_counter() - start
+            failed = sum(not r.ok for r in runs)
+            print(f"  {workers} worker(s): {elapsed:6.1f} s total, {elapsed / len(students):5.2f} s per submission, "
+                  f"{len(students) / elapsed * 60:5.1f} submissions/min, {failed} failed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""A generic minibatch SGD loop: you bring the model (a loss-and-gradients function), it brings the loop.
+
+The loop knows nothing about layers. A model is a dict of parameter arrays and a
+function ``loss_and_grads(params, X_batch, y_batch) -> (loss, grads)`` whose
+``grads`` dict has the same keys and shapes as ``params``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .runtime import is_autograding
+
+
+def minibatches(n, batch_size, rng):
+    """Index arrays covering range(n) once in a random order, ``batch_size`` at a time (last one may be short)."""
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+def sgd(loss_and_grads, params, X, y, *, learning_rate=0.1, epochs=10, batch_size=64, lr_decay=1.0,
+        rng=0, progress=True, desc="SGD"):
+    """Train ``params`` in place with minibatch stochastic gradient descent.
+
+    loss_and_grads: callable (params, X_batch, y_batch) -> (loss, grads), grads keyed like params.
+    params: {name: array}; every array is updated in place with p -= learning_rate * grads[name].
+    X: (N, ...) inputs, y: (N,) targets. learning_rate is multiplied by lr_decay after every epoch.
+    Returns the history {"loss": loss of every step, "epoch_loss": mean loss of every epoch}.
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    history = {"loss": [], "epoch_loss": []}
+    bar = tqdm(range(epochs), desc=desc, disable=not progress or is_autograding(), leave=False)
+    for _ in bar:
+        losses = []
+        for idx in minibatches(len(X), batch_size, rng):
+            loss, grads = loss_and_grads(params, X[idx], y[idx])
+            missing = set(params) - set(grads)
+            if missing:
+                raise KeyError(f"loss_and_grads returned no gradient for {sorted(missing)}")
+            for name, p in params.items():
+                p -= learning_rate * grads[name]
+            losses.append(float(loss))
+        history["loss"].extend(losses)
+        history["epoch_loss"].append(float(np.mean(losses)))
+        bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.3f}")
+        learning_rate *= lr_decay
+    bar.close()
+    return history
+
+
+def init_two_layer(input_dim, hidden_dim, num_classes, weight_scale=0.1, rng=0):
+    """Parameters of an affine - ReLU - affine network: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,).
+
+    Weights are Gaussian with standard deviation ``weight_scale`` (a number, or a pair
+    for the first and second layer); biases start at 0. Chapter 03 is about choosing it well.
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    scale1, scale2 = (weight_scale, weight_scale) if np.isscalar(weight_scale) else weight_scale
+    return {"W1": rng.normal(0.0, scale1, size=(input_dim, hidden_dim)), "b1": np.zeros(hidden_dim),
+            "W2": rng.normal(0.0, scale2, size=(hidden_dim, num_classes)), "b2": np.zeros(num_classes)}

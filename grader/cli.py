@@ -1,0 +1,153 @@
+"""`course`: the instructor's one tool. A thin shell over ``grader.course``.
+
+    course init       [--exchange DIR]           create the course folder and nbgrader config
+    course release    CHAPTER|all                 learner notebooks -> release/, notebooks/ (and the exchange)
+    course collect    CHAPTER [--zips DIR]        submissions from the exchange, or from LMS zip files
+    course autograde  CHAPTER [--student S ...] [--workers N]
+    course feedback   CHAPTER                     HTML feedback per learner (returned via the exchange if any)
+    course export     CHAPTER [--out FILE]        grades CSV: totals, points per function, reasons
+    course status     CHAPTER                     summary table of the class
+    course isolation                              what the sandbox guarantees on this machine
+
+Every command takes --course DIR (default: $COURSE_DIR or ./course).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import course
+
+
+def _chapters(arg):
+    return course.chapters() if arg == "all" else [arg]
+
+
+def cmd_init(args):
+    config = course.init_course(args.course, Path(args.exchange) if args.exchange else None, args.isolation or "")
+    print(f"Course folder ready: {config.parent} (configuration in {config.name})")
+
+
+def cmd_release(args):
+    for chapter in _chapters(args.chapter):
+        released = course.release_assignment(args.course, chapter,
+                                             None if args.no_notebooks else course.NOTEBOOKS)
+        print(f"{chapter}: released to {released}" + ("" if args.no_notebooks else " and notebooks/"))
+
+
+def cmd_collect(args):
+    if args.zips:
+        report = course.collect_from_zips(args.course, args.chapter, Path(args.zips))
+    else:
+        report = course.collect_from_exchange(args.course, args.chapter)
+    print(f"{args.chapter}: collected {len(report.collected)} submission(s)")
+    for source, problem in report.problems.items():
+        print(f"  ! {source}: {problem}")
+
+
+def cmd_autograde(args):
+    from tqdm import tqdm
+
+    students = args.student or course.submitted_students(args.course, args.chapter)
+    if not students:
+        print(f"{args.chapter}: nothing to grade: no submissions in {Path(args.course) / 'submitted'}")
+        return 1
+    with tqdm(total=len(students), desc=f"autograde {args.chapter}", unit="learner") as bar:
+        runs = course.autograde(args.course, args.chapter, students, args.workers,
+                                progress=lambda run: bar.update(1))
+    failed = [r for r in runs if not r.ok]
+    print(f"{args.chapter}: graded {len(runs) - len(failed)} of {len(runs)} submission(s)")
+    for r in failed:
+        print(f"  ! {r.student}: {r.error}")
+    return print_status(args.course, args.chapter)
+
+
+def print_status(root, chapter):
+    rows = course.results(root, chapter)
+    if not rows:
+        print("no learners yet")
+        return 0
+    width = max(len(r.student) for r in rows)
+    print(f"{'student':<{width}}  {'score':>9}  status")
+    for r in rows:
+        score = "-" if r.score is None else f"{r.score:g}/{r.max_score:g}"
+        print(f"{r.student:<{width}}  {score:>9}  {r.status}")
+        for message in r.messages[:6]:
+            print(f"{'':<{width}}    - {message}")
+    return 0
+
+
+def cmd_status(args):
+    return print_status(args.course, args.chapter)
+
+
+def cmd_feedback(args):
+    folder = course.generate_feedback(args.course, args.chapter)
+    print(f"{args.chapter}: feedback written to {folder}")
+
+
+def cmd_export(args):
+    out = course.export_grades(args.course, args.chapter, Path(args.out or f"grades-{args.chapter}.csv"))
+    print(f"{args.chapter}: grades written to {out}")
+
+
+def cmd_isolation(args):
+    from . import sandbox
+
+    iso = sandbox.detect_isolation()
+    print(f"isolation mode: {iso.mode}")
+    for line in iso.guarantees:
+        print(f"  + {line}")
+    for line in iso.missing:
+        print(f"  - {line}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--course", type=Path, default=Path(os.environ.get("COURSE_DIR", "course")),
+                        help="the course folder (default: $COURSE_DIR or ./course)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("init", help="create the course folder")
+    p.add_argument("--exchange", help="nbgrader exchange folder (for JupyterHub submissions)")
+    p.add_argument("--isolation", choices=["root", "userns", "none"], help="force a sandbox mode")
+    p.set_defaults(func=cmd_init)
+    p = sub.add_parser("release", help="make the learner version of a chapter")
+    p.add_argument("chapter")
+    p.add_argument("--no-notebooks", action="store_true", help="do not update the repo's notebooks/")
+    p.set_defaults(func=cmd_release)
+    p = sub.add_parser("collect", help="collect submissions")
+    p.add_argument("chapter")
+    p.add_argument("--zips", help="folder of LMS zip files named <student>.zip")
+    p.set_defaults(func=cmd_collect)
+    p = sub.add_parser("autograde", help="grade submissions in the sandbox")
+    p.add_argument("chapter")
+    p.add_argument("--student", action="append", help="only this learner (repeatable)")
+    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: number of cores)")
+    p.set_defaults(func=cmd_autograde)
+    for name, func, text in (("feedback", cmd_feedback, "write feedback"), ("status", cmd_status, "class summary")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("chapter")
+        p.set_defaults(func=func)
+    p = sub.add_parser("export", help="grades CSV")
+    p.add_argument("chapter")
+    p.add_argument("--out", help="CSV path (default: grades-CHAPTER.csv)")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("isolation", help="what the sandbox guarantees here")
+    p.set_defaults(func=cmd_isolation)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except course.CourseError as exc:
+        print(f"course: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

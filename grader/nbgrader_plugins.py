@@ -1,0 +1,216 @@
+"""nbgrader preprocessors that make autograding trustworthy.
+
+nbgrader's own autograde runs the learner's notebook in a kernel and gives a
+test cell its points when the cell raises nothing, which learner code can
+arrange (``np.allclose = lambda *a, **k: True``). Here instead:
+
+1. ``SandboxedExecute`` (replaces nbgrader's ``Execute``) writes fresh random
+   cases for every hidden test, runs the notebook inside the sandbox
+   (``grader.sandbox``) where ``course_harness`` records what the learner's
+   functions return, and collects those recordings;
+2. ``ApplyVerdicts`` judges the recordings in this process against the trusted
+   references and rewrites each hidden test cell's output to the verdict: a
+   line of success, or an error carrying the learner-facing message. nbgrader's
+   ``SaveAutoGrades`` then scores the cells as usual (an error output scores 0).
+
+Feedback uses nbgrader's ``ClearHiddenTests`` so no hidden test source reaches
+learners (see ``grader.course.nbgrader_config_text``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbformat.notebooknode import NotebookNode, from_dict
+from traitlets import Float, Integer, List, Unicode
+
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+from . import sandbox
+from .cases import Streams
+from .items import Verdict, chapter_items, judge
+from .notebooks import TEST_PREFIX, graded_items, nb_meta
+from .protocol import read_results, write_cases
+
+RUNNER = Path(__file__).with_name("notebook_runner.py")
+MAX_EXECUTED_NOTEBOOK_BYTES = 64 * 2**20
+SLOT_ENV = "COURSE_SANDBOX_SLOT"
+REPORT_SUFFIX = ".verdicts.json"
+
+
+def kernel_environment(job: Path) -> dict:
+    """The only environment variables learner code sees."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(job),
+        "LANG": "C.UTF-8",
+        "NBGRADER_EXECUTION": "autograde",
+        "COURSE_GRADING_DIR": str(job / ".grading"),
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
+
+
+def paths_hidden_from_learners(extra=()) -> list[Path]:
+    """What learner code must not see while it runs: trusted code, sources, other learners."""
+    import grader
+
+    repo = Path(grader.__file__).resolve().parents[1]
+    hidden = [Path(grader.__file__).resolve().parent, repo / "solutions", repo / "tests", repo / ".git"]
+    return hidden + [Path(p).resolve() for p in extra]
+
+
+class SandboxedExecute(NbGraderPreprocessor):
+    """Run the notebook in the sandbox with fresh hidden-test cases; keep the recordings in resources."""
+
+    cell_timeout = Integer(30, help="Seconds one cell may run before it is interrupted.").tag(config=True)
+    notebook_timeout = Integer(240, help="Seconds the whole notebook may run.").tag(config=True)
+    memory_mb = Integer(3072, help="Memory limit of the learner's processes, in MiB.").tag(config=True)
+    max_processes = Integer(128, help="Process limit of the learner's code.").tag(config=True)
+    hidden_paths = List(Unicode(), help="Extra paths learner code must not see (course folder, exchange).").tag(
+        config=True)
+    isolation = Unicode("", help="Force 'root', 'userns' or 'none'; empty picks the strongest available.").tag(
+        config=True)
+    max_output_chars = Integer(20_000, help="Stream output kept per cell.").tag(config=True)
+    scratch_root = Unicode("", help="Where job folders are made (default: the system temp folder).").tag(config=True)
+    keep_jobs = Float(0, help="Keep job folders for debugging when > 0.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        chapter = resources["nbgrader"]["assignment"]
+        items = chapter_items(chapter)
+        wanted = graded_items(nb)
+        unknown = [name for name in wanted if name not in items]
+        if unknown:
+            raise ValueError(f"hidden test cells name items the grader does not know: {unknown}")
+        streams = Streams.from_seed()
+        cases = {name: items[name].cases(streams) for name in wanted}
+
+        job = Path(tempfile.mkdtemp(prefix="course-job-", dir=self.scratch_root or None))
+        try:
+            for name, item_cases in cases.items():
+                write_cases(job / ".grading" / "cases", name, item_cases)
+            (job / ".grading" / "results").mkdir(parents=True)
+            nbformat.write(nb, str(job / "submission.ipynb"))
+            self._copy_assignment_files(resources, job)
+            shutil.copy(RUNNER, job / "notebook_runner.py")
+            limits = sandbox.Limits(wall_seconds=self.notebook_timeout, cpu_seconds=self.notebook_timeout * 2,
+                                    memory_bytes=self.memory_mb * 2**20, max_processes=self.max_processes)
+            argv = [sys.executable, "-I", "notebook_runner.py", "submission.ipynb", "executed.ipynb",
+                    "--cell-timeout", str(self.cell_timeout), "--max-output-chars", str(self.max_output_chars)]
+            run = sandbox.run_in_sandbox(argv, job, env=kernel_environment(job), limits=limits,
+                                         hide=paths_hidden_from_learners(self.hidden_paths),
+                                         slot=int(os.environ.get(SLOT_ENV, "0")), mode=self.isolation or None)
+            executed, status = self._read_back(job, nb, run)
+            results = {}
+            for name in wanted:
+                try:
+                    results[name] = read_results(job / ".grading" / "results", name)
+                except Exception as exc:  # noqa: BLE001 - a damaged recording is that item's failure
+                    self.log.warning("unreadable results for %s: %s", name, exc)
+                    results[name] = None
+            resources["course"] = {"cases": cases, "results": results, "status": status,
+                                   "isolation": run.isolation.mode}
+            return executed, resources
+        finally:
+            if not self.keep_jobs:
+                shutil.rmtree(job, ignore_errors=True)
+
+    def _copy_assignment_files(self, resources, job):
+        """Data files released with the chapter travel with the notebook (never other notebooks)."""
+        folder = Path(resources.get("metadata", {}).get("path") or ".")
+        for path in folder.iterdir() if folder.is_dir() else []:
+            if path.is_file() and path.suffix != ".ipynb" and not path.name.startswith("."):
+                shutil.copy(path, job / path.name)
+
+    def _read_back(self, job, original, run):
+        status = {"ok": False, "kernel_died_at_cell": None, "timed_out_cells": [], "error": None,
+                  "cells_executed": 0}
+        status_path = job / "run_status.json"
+        try:
+            if status_path.is_file() and status_path.stat().st_size < 2**20:
+                status.update(json.loads(status_path.read_text()))
+        except (OSError, ValueError):
+            pass
+        if run.timed_out:
+            status["error"] = f"the notebook ran longer than the {self.notebook_timeout} s limit and was stopped"
+        elif run.signal:
+            status["error"] = status.get("error") or f"the grading process was killed (signal {run.signal}); " \
+                                                     "most often the memory limit"
+        executed_path = job / "executed.ipynb"
+        try:
+            if executed_path.stat().st_size > MAX_EXECUTED_NOTEBOOK_BYTES:
+                raise ValueError("executed notebook too large")
+            executed = nbformat.read(str(executed_path), as_version=4)
+            # Metadata comes from the trusted copy: learner code may have rewritten the file.
+            if len(executed.cells) != len(original.cells):
+                raise ValueError("cell count changed")
+            for mine, theirs in zip(original.cells, executed.cells):
+                theirs.metadata = mine.metadata
+                theirs.source = mine.source
+                theirs.cell_type = mine.cell_type
+            executed.metadata = original.metadata
+        except Exception as exc:  # noqa: BLE001 - fall back to the unexecuted notebook
+            self.log.warning("could not read the executed notebook: %s", exc)
+            executed = original
+            status["error"] = status.get("error") or "the notebook could not be executed"
+        return executed, status
+
+
+def verdict_output(verdict: Verdict) -> NotebookNode:
+    if verdict.passed:
+        return from_dict({"output_type": "stream", "name": "stdout", "text": "\u2713 " + verdict.message + "\n"})
+    return from_dict({"output_type": "error", "ename": "HiddenTestFailed", "evalue": verdict.message,
+                      "traceback": verdict.message.splitlines()})
+
+
+def _stopped_reason(status):
+    if status.get("kernel_died_at_cell") is not None:
+        return f"The kernel died while running cell {status['kernel_died_at_cell'] + 1}."
+    if status.get("error"):
+        return f"Grading stopped: {status['error']}."
+    return ""
+
+
+class ApplyVerdicts(NbGraderPreprocessor):
+    """Judge the recordings against trusted references; each hidden test cell shows its verdict."""
+
+    report_dir = Unicode("", help="Folder for per-notebook verdict reports (read by `course status`).").tag(
+        config=True)
+
+    def preprocess(self, nb, resources):
+        state = resources.get("course")
+        if state is None:
+            raise RuntimeError("ApplyVerdicts needs SandboxedExecute earlier in the pipeline")
+        chapter = resources["nbgrader"]["assignment"]
+        items = chapter_items(chapter)
+        verdicts = {}
+        for cell in nb.cells:
+            grade_id = str(nb_meta(cell).get("grade_id", ""))
+            if not (nb_meta(cell).get("grade") and grade_id.startswith(TEST_PREFIX)):
+                continue
+            name = grade_id[len(TEST_PREFIX):]
+            verdict = judge(items[name], state["cases"][name], state["results"].get(name))
+            if state["results"].get(name) is None and _stopped_reason(state["status"]):
+                verdict.message += " " + _stopped_reason(state["status"])
+            verdicts[name] = verdict
+            cell.outputs = [verdict_output(verdict)]
+        report = {"student": resources["nbgrader"]["student"], "assignment": chapter,
+                  "notebook": resources["nbgrader"]["notebook"], "isolation": state["isolation"],
+                  "run": state["status"],
+                  "items": {n: {"passed": v.passed, "message": v.message} for n, v in verdicts.items()}}
+        resources["course"]["report"] = report
+        if self.report_dir:
+            path = Path(self.report_dir) / chapter / report["student"] / f"{report['notebook']}{REPORT_SUFFIX}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=1))
+        return nb, resources

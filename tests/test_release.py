@@ -1,0 +1,80 @@
+"""notebooks/ is exactly what the release step makes from solutions/, and nothing hidden leaks into it."""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import course
+from grader.notebooks import graded_items, nb_meta
+
+from conftest import ROOT, SOLUTION_REGION, solution_notebook
+
+pytestmark = pytest.mark.release
+CHAPTERS = course.chapters()
+
+
+def _canonical(path):
+    nb = nbformat.read(str(path), as_version=4)
+    return json.dumps({"metadata": nb.metadata,
+                       "cells": [{"type": c.cell_type, "source": c.source, "metadata": c.metadata} for c in nb.cells]},
+                      sort_keys=True)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_committed_notebooks_match_a_fresh_release(released_course, chapter):
+    fresh = released_course["notebooks"] / chapter / f"{chapter}.ipynb"
+    committed = ROOT / "notebooks" / chapter / f"{chapter}.ipynb"
+    assert committed.is_file(), f"{committed} is missing: run `make release`"
+    assert _canonical(committed) == _canonical(fresh), \
+        f"notebooks/{chapter} is out of date with solutions/{chapter}: run `make release` and commit"
+    extra = {p.name for p in committed.parent.iterdir()} - {p.name for p in fresh.parent.iterdir()}
+    assert not extra, f"notebooks/{chapter} has files the release does not make: {extra}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_learner_notebooks_contain_no_solution_and_no_hidden_test(chapter):
+    learner = nbformat.read(str(ROOT / "notebooks" / chapter / f"{chapter}.ipynb"), as_version=4)
+    text = "\n".join(c.source for c in learner.cells)
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "course_harness"):
+        assert marker not in text, f"notebooks/{chapter} contains {marker!r}"
+    solution = nbformat.read(str(solution_notebook(chapter)), as_version=4)
+    for cell in solution.cells:
+        for body in SOLUTION_REGION.findall(cell.source):
+            body = body.strip()
+            if len(body.splitlines()) >= 2:
+                assert body not in text, f"notebooks/{chapter} contains the solution of {nb_meta(cell).get('grade_id')}"
+    assert all(not c.get("outputs") for c in learner.cells if c.cell_type == "code"), "committed with outputs"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_solution_notebooks_are_committed_without_outputs(chapter):
+    nb = nbformat.read(str(solution_notebook(chapter)), as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_hidden_test_cell_names_a_known_item_and_every_item_is_tested(chapter):
+    from grader.items import chapter_items
+
+    in_notebook = graded_items(nbformat.read(str(solution_notebook(chapter)), as_version=4))
+    assert set(in_notebook) == set(chapter_items(chapter)), \
+        "hidden test cells and grader/items disagree"
+    assert all(points > 0 for points in in_notebook.values())
+
+
+def test_learner_support_library_never_imports_the_grader():
+    for path in (ROOT / "dlcourse").rglob("*.py"):
+        text = path.read_text()
+        assert "import grader" not in text and "from grader" not in text, f"{path} imports the grader"
+
+
+def test_learner_support_library_defines_no_graded_function():
+    from grader.items import chapter_items
+
+    names = {name for chapter in CHAPTERS for name in chapter_items(chapter)}
+    for path in (ROOT / "dlcourse").rglob("*.py"):
+        text = path.read_text()
+        for name in names:
+            assert f"def {name}(" not in text and f"class {name}(" not in text and f"class {name}:" not in text, \
+                f"{path} defines the graded function {name}"
