@@ -117,8 +117,10 @@ def _nbgrader(root: Path, *args, env=None, check=True) -> subprocess.CompletedPr
     """Run one nbgrader command in the course folder, so its nbgrader_config.py applies."""
     if not (root / "nbgrader_config.py").is_file():
         raise CourseError(f"{root} is not a course folder: run `course init --course {root}` first")
+    # nbgrader runs helpers (alembic) by name, so the environment's bin folder must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, capture_output=True, text=True,
-                          env=dict(os.environ, **(env or {})))
+                          env=dict(os.environ, PATH=path, **(env or {})))
     if check and proc.returncode != 0:
         raise CourseError(f"nbgrader {' '.join(args)} failed:\n{_tail(proc.stderr)}")
     return proc
@@ -286,8 +288,9 @@ def stage_submission(root: Path, chapter: str, student: str) -> list[str]:
             continue
         problems.extend(_drop_duplicate_grade_ids(nb, path.name))
         nbformat.write(nb, str(dst / name))
-    if (src / "timestamp.txt").is_file():
-        shutil.copy(src / "timestamp.txt", dst / "timestamp.txt")
+    for bookkeeping in ("timestamp.txt", "submission_secret.txt"):  # nbgrader's, for late penalties and feedback
+        if (src / bookkeeping).is_file():
+            shutil.copy(src / bookkeeping, dst / bookkeeping)
     _write_problems(root, chapter, student, problems, "staging")
     return problems
 
@@ -344,6 +347,13 @@ def autograde(root: Path, chapter: str, students=None, workers: int | None = Non
             old.unlink()
         (report_dir / "autograde_error.txt").unlink(missing_ok=True)
         stage_submission(root, chapter, student)
+        if not any((root / "staged" / student / chapter).glob("*.ipynb")):
+            # Nothing gradable (all notebooks missing or unreadable): the staging problems say why,
+            # and `results` scores it 0; nbgrader would only fail on an empty folder.
+            run = GradeRun(student, True, time.perf_counter() - start)
+            if progress:
+                progress(run)
+            return run
         slot = slots.get()
         try:
             proc = _nbgrader(root, "autograde", chapter, "--student", student, "--force",
@@ -377,7 +387,9 @@ def generate_feedback(root: Path, chapter: str) -> Path:
     root = Path(root)
     _nbgrader(root, "generate_feedback", chapter, "--force")
     if "c.Exchange.root" in (root / "nbgrader_config.py").read_text():
-        _nbgrader(root, "release_feedback", chapter)
+        # Only submissions that came through the exchange can get feedback back through it.
+        for secret in sorted((root / "feedback").glob(f"*/{chapter}/submission_secret.txt")):
+            _nbgrader(root, "release_feedback", chapter, "--student", secret.parent.parent.name)
     return root / "feedback"
 
 
@@ -448,6 +460,9 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
             if error:
                 status = "error"
                 problems.insert(0, error)
+            elif score is None and problems and student in submitted_students(root, chapter):
+                status, score = "problems", 0.0
+                items = {item: 0.0 for item in source_items}
             elif score is None:
                 status = "no submission" if student not in submitted_students(root, chapter) else "not graded"
             else:
