@@ -66,7 +66,8 @@ def expected_notebooks(chapter) -> list[str]:
 
 # --- Set-up -------------------------------------------------------------------------
 
-def nbgrader_config_text(root: Path, exchange: Path | None = None, isolation: str = "") -> str:
+def nbgrader_config_text(root: Path, exchange: Path | None = None, isolation: str = "", cell_timeout: int = 30,
+                         notebook_timeout: int = 240, memory_mb: int = 3072) -> str:
     root = root.resolve()
     hidden = [str(root)] + ([str(exchange.resolve())] if exchange else [])
     lines = [
@@ -86,9 +87,9 @@ def nbgrader_config_text(root: Path, exchange: Path | None = None, isolation: st
         "c.OverwriteCells.add_missing_cells = True",
         "c.Autograde.autograde_preprocessors = [SandboxedExecute, ApplyVerdicts, IgnorePattern,",
         "    ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]",
-        "c.SandboxedExecute.cell_timeout = 30",
-        "c.SandboxedExecute.notebook_timeout = 240",
-        "c.SandboxedExecute.memory_mb = 3072",
+        f"c.SandboxedExecute.cell_timeout = {int(cell_timeout)}",
+        f"c.SandboxedExecute.notebook_timeout = {int(notebook_timeout)}",
+        f"c.SandboxedExecute.memory_mb = {int(memory_mb)}",
         f"c.SandboxedExecute.hidden_paths = {hidden!r}",
         f"c.SandboxedExecute.isolation = {isolation!r}",
         f"c.ApplyVerdicts.report_dir = {str(root / 'reports')!r}",
@@ -101,15 +102,18 @@ def nbgrader_config_text(root: Path, exchange: Path | None = None, isolation: st
     return "\n".join(lines) + "\n"
 
 
-def init_course(root: Path, exchange: Path | None = None, isolation: str = "") -> Path:
-    """Create the course folder and its nbgrader configuration (idempotent)."""
+def init_course(root: Path, exchange: Path | None = None, isolation: str = "", **limits) -> Path:
+    """Create the course folder and its nbgrader configuration (idempotent).
+
+    ``limits``: cell_timeout, notebook_timeout (seconds), memory_mb for learner code.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if exchange:
         Path(exchange).mkdir(parents=True, exist_ok=True)
         os.chmod(exchange, 0o777)
     config = root / "nbgrader_config.py"
-    config.write_text(nbgrader_config_text(root, exchange, isolation))
+    config.write_text(nbgrader_config_text(root, exchange, isolation, **limits))
     return config
 
 
