@@ -291,6 +291,9 @@ def stage_submission(root: Path, chapter: str, student: str) -> list[str]:
                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); it scores 0")
             continue
         problems.extend(_drop_duplicate_grade_ids(nb, path.name))
+        released = root / "release" / chapter / name
+        if released.is_file():
+            problems.extend(_match_released_cells(nb, nbformat.read(str(released), as_version=4), path.name))
         nbformat.write(nb, str(dst / name))
     for bookkeeping in ("timestamp.txt", "submission_secret.txt"):  # nbgrader's, for late penalties and feedback
         if (src / bookkeeping).is_file():
@@ -310,6 +313,35 @@ def _drop_duplicate_grade_ids(nb, name):
             del cell.metadata["nbgrader"]
             problems.append(f"{name}: a copy of cell '{grade_id}' was found; only the first one is graded")
         seen.add(grade_id)
+    return problems
+
+
+def _match_released_cells(nb, released, name):
+    """Ignore nbgrader cells the assignment does not have; put back deleted ones from the release.
+
+    Restored test cells are then overwritten with their hidden version by nbgrader;
+    a restored answer cell is the unanswered stub. (nbgrader's own add_missing_cells
+    fails when a deleted cell follows an ungraded one, so it is done here.)
+    """
+    problems = []
+    known = [nb_meta(c)["grade_id"] for c in released.cells if nb_meta(c).get("grade_id")]
+    for cell in nb.cells:
+        grade_id = nb_meta(cell).get("grade_id")
+        if "nbgrader" in cell.get("metadata", {}) and grade_id not in known:
+            del cell.metadata["nbgrader"]
+            problems.append(f"{name}: cell '{grade_id}' is not part of the assignment and was ignored")
+    present = {nb_meta(c).get("grade_id"): i for i, c in enumerate(nb.cells) if nb_meta(c).get("grade_id")}
+    position = -1
+    for cell in released.cells:
+        grade_id = nb_meta(cell).get("grade_id")
+        if not grade_id:
+            continue
+        if grade_id in present:
+            position = next(i for i, c in enumerate(nb.cells) if nb_meta(c).get("grade_id") == grade_id)
+            continue
+        position += 1
+        nb.cells.insert(position, nbformat.from_dict(json.loads(json.dumps(cell))))
+        problems.append(f"{name}: cell '{grade_id}' was deleted and has been restored")
     return problems
 
 

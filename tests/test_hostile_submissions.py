@@ -150,7 +150,7 @@ def hostile_class(root: Path, listener_port: int):
         "system_exit": insert_after(solved(relu="def relu(x):\n    import sys\n    sys.exit(3)\n"), "",
                                     "raise SystemExit('bye')\n"),
         "huge_output": insert_after(solved(), "", "for _ in range(2000):\n    print('x' * 20000)\n"),
-        "fork_storm": insert_after(solved(), "", """
+        "fork_storm": insert_after(solved(), "test_DataLoader", """
             import subprocess
             started = 0
             for _ in range(400):
@@ -249,8 +249,12 @@ def graded(tmp_path_factory):
 
 
 def _autograded_text(graded, student):
+    """Everything the learner's cells printed while graded (outputs only, not sources)."""
     path = graded["root"] / "autograded" / student / CHAPTER / f"{CHAPTER}.ipynb"
-    return path.read_text() if path.is_file() else ""
+    if not path.is_file():
+        return ""
+    nb = nbformat.read(str(path), as_version=4)
+    return json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"])
 
 
 def test_every_submission_was_processed_and_the_grader_survived(graded):
