@@ -35,7 +35,7 @@ from . import sandbox
 from .cases import Streams
 from .items import Verdict, chapter_items, judge
 from .notebooks import TEST_PREFIX, graded_items, nb_meta
-from .protocol import read_results, write_cases
+from .protocol import read_results, read_untrusted, write_cases
 
 RUNNER = Path(__file__).with_name("notebook_runner.py")
 MAX_EXECUTED_NOTEBOOK_BYTES = 64 * 2**20
@@ -135,22 +135,22 @@ class SandboxedExecute(NbGraderPreprocessor):
     def _read_back(self, job, original, run):
         status = {"ok": False, "kernel_died_at_cell": None, "timed_out_cells": [], "error": None,
                   "cells_executed": 0}
-        status_path = job / "run_status.json"
         try:
-            if status_path.is_file() and status_path.stat().st_size < 2**20:
-                status.update(json.loads(status_path.read_text()))
-        except (OSError, ValueError):
+            raw = read_untrusted(job / "run_status.json", 2**20)
+            if raw:
+                status.update({k: v for k, v in json.loads(raw).items() if k in status})
+        except (OSError, ValueError, AttributeError):
             pass
         if run.timed_out:
             status["error"] = f"the notebook ran longer than the {self.notebook_timeout} s limit and was stopped"
         elif run.signal:
             status["error"] = status.get("error") or f"the grading process was killed (signal {run.signal}); " \
                                                      "most often the memory limit"
-        executed_path = job / "executed.ipynb"
         try:
-            if executed_path.stat().st_size > MAX_EXECUTED_NOTEBOOK_BYTES:
-                raise ValueError("executed notebook too large")
-            executed = nbformat.read(str(executed_path), as_version=4)
+            raw = read_untrusted(job / "executed.ipynb", MAX_EXECUTED_NOTEBOOK_BYTES)
+            if raw is None:
+                raise ValueError("no executed notebook")
+            executed = nbformat.reads(raw.decode("utf-8"), as_version=4)
             # Metadata comes from the trusted copy: learner code may have rewritten the file.
             if len(executed.cells) != len(original.cells):
                 raise ValueError("cell count changed")

@@ -17,6 +17,7 @@ import numpy as np
 import course_harness
 
 MAX_RESULT_JSON_BYTES = 8 * 2**20
+MAX_RESULT_NPZ_BYTES = 80 * 2**20
 
 
 # --- Argument specs (JSON) ------------------------------------------------------
@@ -158,15 +159,40 @@ def decode_results(doc, arrays):
     return results
 
 
+def read_untrusted(path: Path, limit: int) -> bytes | None:
+    """Bytes of a file learner code could have written, or None if it is absent.
+
+    Never follows a symbolic link and only reads regular files (a FIFO would hang
+    the grader, a link could point at the grader's own secrets), at most ``limit``.
+    """
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"{Path(path).name} cannot be opened safely ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{Path(path).name} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{Path(path).name} is larger than {limit} bytes")
+    return data
+
+
 def read_results(folder: Path, item):
     """Results the kernel recorded for ``item``, or None if it recorded none."""
-    json_path, npz_path = folder / f"{item}.json", folder / f"{item}.npz"
-    if not json_path.is_file() or not npz_path.is_file():
+    import io
+
+    raw_json = read_untrusted(folder / f"{item}.json", MAX_RESULT_JSON_BYTES)
+    raw_npz = read_untrusted(folder / f"{item}.npz", MAX_RESULT_NPZ_BYTES)
+    if raw_json is None or raw_npz is None:
         return None
-    if json_path.stat().st_size > MAX_RESULT_JSON_BYTES:
-        raise ValueError("the recorded results are too large")
-    doc = json.loads(json_path.read_text())
-    with np.load(npz_path, allow_pickle=False) as data:
+    doc = json.loads(raw_json)
+    with np.load(io.BytesIO(raw_npz), allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     if doc.get("item") != item:
         raise ValueError("the recorded results belong to another item")

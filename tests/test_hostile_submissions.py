@@ -396,3 +396,19 @@ def test_submissions_are_never_modified_and_regrading_is_idempotent(graded):
     course.autograde(root, CHAPTER, list(before), workers=2)
     after = {r.student: r.score for r in course.results(root, CHAPTER) if r.student in before}
     assert after == before
+
+
+def test_recorded_results_are_read_without_following_links(tmp_path):
+    import os
+
+    from grader.protocol import read_results
+
+    (tmp_path / "secret.json").write_text('{"item": "relu", "results": []}')
+    os.symlink(tmp_path / "secret.json", tmp_path / "relu.json")
+    (tmp_path / "relu.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="cannot be opened safely"):
+        read_results(tmp_path, "relu")
+    os.mkfifo(tmp_path / "sigmoid.json")
+    (tmp_path / "sigmoid.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_results(tmp_path, "sigmoid")
