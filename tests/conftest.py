@@ -77,3 +77,14 @@ def released_course(tmp_path_factory):
     for chapter in course.chapters():
         course.release_assignment(root, chapter, notebooks)
     return {"root": root, "exchange": exchange, "notebooks": notebooks, "base": base}
+
+
+def grade_chapter(chapter, namespace, seed):
+    """Every item of a chapter graded in-process against ``namespace``: {item: Verdict}."""
+    import warnings
+
+    from grader.items import chapter_items, grade_in_process
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # overflowing wrong answers are expected to warn
+        return {name: grade_in_process(name, namespace, chapter, seed=seed) for name in chapter_items(chapter)}

@@ -10,19 +10,19 @@
 from __future__ import annotations
 
 import math
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from grader.items import chapter_items, grade_in_process
+from grader.items import chapter_items
 from grader.notebooks import solution_namespace
+
+from conftest import grade_chapter, solution_notebook
 
 pytestmark = pytest.mark.ch01
 
 CHAPTER = "01_mlp_xor"
-NOTEBOOK = Path(__file__).parents[1] / "solutions" / CHAPTER / f"{CHAPTER}.ipynb"
+NOTEBOOK = solution_notebook(CHAPTER)
 ITEMS = chapter_items(CHAPTER)
 SEEDS = [0, 1, 2, 3, 4]
 WRONG_SEEDS = [11, 12]
@@ -34,9 +34,7 @@ def solution():
 
 
 def grade_all(namespace, seed):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)     # overflowing wrong answers are expected to warn
-        return {name: grade_in_process(name, namespace, CHAPTER, seed=seed) for name in ITEMS}
+    return grade_chapter(CHAPTER, namespace, seed)
 
 
 def _softmax(x):

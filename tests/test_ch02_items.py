@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +14,12 @@ import pytest
 from grader.items import chapter_items, grade_in_process
 from grader.notebooks import solution_namespace
 
+from conftest import grade_chapter, solution_notebook
+
 pytestmark = pytest.mark.ch02
 
 CHAPTER = "02_backprop"
-NOTEBOOK = Path(__file__).parents[1] / "solutions" / CHAPTER / f"{CHAPTER}.ipynb"
+NOTEBOOK = solution_notebook(CHAPTER)
 ITEMS = chapter_items(CHAPTER)
 SEEDS = [0, 1, 2, 3, 4]
 WRONG_SEEDS = [11, 12]
@@ -30,7 +31,7 @@ def solution():
 
 
 def grade_all(namespace, seed):
-    return {name: grade_in_process(name, namespace, CHAPTER, seed=seed) for name in ITEMS}
+    return grade_chapter(CHAPTER, namespace, seed)
 
 
 def has_hints(item):

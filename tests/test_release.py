@@ -1,6 +1,5 @@
 """notebooks/ is exactly what the release step makes from solutions/, and nothing hidden leaks into it."""
 import json
-from pathlib import Path
 
 import nbformat
 import pytest

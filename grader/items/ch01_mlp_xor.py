@@ -194,7 +194,7 @@ class DataLoader(Item):
 
     def check(self, case, out):
         n, batch, shuffle, drop_last = (case.context[k] for k in ("n", "batch", "shuffle", "drop_last"))
-        X, y = case.arrays["X"], case.arrays["y"]
+        X = case.arrays["X"]
         where = case.label
         expected_batches = n // batch if drop_last else math.ceil(n / batch)
         length = expect_scalar(self.name, "len(loader)", out["length"], where,
