@@ -118,3 +118,20 @@ def test_lms_zip_collection_reports_broken_zips_and_keeps_the_rest(released_cour
     assert set(report.problems) == {"erin.zip", "frank.zip"}
     assert (root / "submitted" / "dave" / chapter / f"{chapter}.ipynb").is_file()
     assert not (root / "escape.txt").exists() and not (root / "submitted" / "escape.txt").exists()
+
+
+def test_cli_status_and_export_read_the_same_results(released_course, tmp_path, capsys):
+    from grader import cli
+
+    root = released_course["root"]
+    released = root / "release" / "02_backprop" / "02_backprop.ipynb"
+    put_submission(root, "02_backprop", "zoe", nbformat.read(str(released), as_version=4))
+    assert cli.main(["--course", str(root), "status", "02_backprop"]) == 0
+    table = capsys.readouterr().out
+    assert "student" in table and "zoe" in table
+    out = tmp_path / "cli.csv"
+    assert cli.main(["--course", str(root), "export", "02_backprop", "--out", str(out)]) == 0
+    assert out.read_text().startswith("student,chapter,score,max_score,status")
+    assert cli.main(["--course", str(tmp_path / "nowhere"), "autograde", "02_backprop"]) in (1, 2)
+    assert cli.main(["--course", str(root), "status", "99_unknown"]) == 2
+    assert "unknown chapter" in capsys.readouterr().err
