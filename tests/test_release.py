@@ -27,7 +27,8 @@ def test_committed_notebooks_match_a_fresh_release(released_course, chapter):
     assert committed.is_file(), f"{committed} is missing: run `make release`"
     assert _canonical(committed) == _canonical(fresh), \
         f"notebooks/{chapter} is out of date with solutions/{chapter}: run `make release` and commit"
-    extra = {p.name for p in committed.parent.iterdir()} - {p.name for p in fresh.parent.iterdir()}
+    visible = lambda folder: {p.name for p in folder.iterdir() if not p.name.startswith(".")}  # noqa: E731
+    extra = visible(committed.parent) - visible(fresh.parent)
     assert not extra, f"notebooks/{chapter} has files the release does not make: {extra}"
 
 
