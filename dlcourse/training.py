@@ -1,8 +1,10 @@
-"""A generic minibatch SGD loop: you bring the model (a loss-and-gradients function), it brings the loop.
+"""A generic minibatch training loop: you bring the model (a loss-and-gradients function), it brings the loop.
 
 The loop knows nothing about layers. A model is a dict of parameter arrays and a
 function ``loss_and_grads(params, X_batch, y_batch) -> (loss, grads)`` whose
-``grads`` dict has the same keys and shapes as ``params``.
+``grads`` dict has the same keys and shapes as ``params``. How a parameter moves
+is an *update rule* ``update(w, dw, config) -> (next_w, config)``: plain gradient
+descent by default, or one you write in chapter 05 (momentum, Adam, ...).
 """
 from __future__ import annotations
 
@@ -19,16 +21,29 @@ def minibatches(n, batch_size, rng):
         yield order[start:start + batch_size]
 
 
-def sgd(loss_and_grads, params, X, y, *, learning_rate=0.1, epochs=10, batch_size=64, lr_decay=1.0,
-        rng=0, progress=True, desc="SGD"):
-    """Train ``params`` in place with minibatch stochastic gradient descent.
+def gradient_step(w, dw, config):
+    """The plain update w - learning_rate * dw (the default rule of ``train``)."""
+    return w - config["learning_rate"] * dw, config
+
+
+def train(loss_and_grads, params, X, y, *, learning_rate=0.1, epochs=10, batch_size=64, lr_decay=1.0,
+          update=None, config=None, evaluate=None, rng=0, progress=True, desc="training"):
+    """Train ``params`` in place with minibatches.
 
     loss_and_grads: callable (params, X_batch, y_batch) -> (loss, grads), grads keyed like params.
-    params: {name: array}; every array is updated in place with p -= learning_rate * grads[name].
-    X: (N, ...) inputs, y: (N,) targets. learning_rate is multiplied by lr_decay after every epoch.
-    Returns the history {"loss": loss of every step, "epoch_loss": mean loss of every epoch}.
+    params: {name: array}; every array is overwritten in place with its updated value.
+    X: (N, ...) inputs, y: (N,) targets.
+    update: update rule (w, dw, config) -> (next_w, config); default: plain gradient descent.
+    config: dict of settings shared by every parameter's first config (each parameter then keeps
+        its own copy, so momentum or Adam moments are per parameter); ``learning_rate`` is set from
+        the argument and multiplied by ``lr_decay`` after every epoch.
+    evaluate: optional callable params -> {name: number}, called after every epoch (e.g. validation
+        accuracy); its values are appended to the history under the same names.
+    Returns the history {"loss": loss of every step, "epoch_loss": mean loss of every epoch, ...}.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    update = update or gradient_step
+    configs = {name: dict(config or {}, learning_rate=learning_rate) for name in params}
     history = {"loss": [], "epoch_loss": []}
     bar = tqdm(range(epochs), desc=desc, disable=not progress or is_autograding(), leave=False)
     for _ in bar:
@@ -39,12 +54,16 @@ def sgd(loss_and_grads, params, X, y, *, learning_rate=0.1, epochs=10, batch_siz
             if missing:
                 raise KeyError(f"loss_and_grads returned no gradient for {sorted(missing)}")
             for name, p in params.items():
-                p -= learning_rate * grads[name]
+                next_p, configs[name] = update(p, grads[name], configs[name])
+                p[...] = next_p
             losses.append(float(loss))
         history["loss"].extend(losses)
         history["epoch_loss"].append(float(np.mean(losses)))
+        for key, value in (evaluate(params) if evaluate else {}).items():
+            history.setdefault(key, []).append(float(value))
         bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.3f}")
-        learning_rate *= lr_decay
+        for c in configs.values():
+            c["learning_rate"] *= lr_decay
     bar.close()
     return history
 

@@ -35,6 +35,7 @@ from queue import Queue
 
 import nbformat
 
+from . import earlier_chapters
 from .nbgrader_plugins import REPORT_SUFFIX, SLOT_ENV
 from .notebooks import graded_items, nb_meta
 
@@ -145,13 +146,18 @@ def _learner_copy(nb):
     return nb
 
 
-def release_assignment(root: Path, chapter: str, notebooks_dir: Path | None = NOTEBOOKS) -> Path:
+def release_assignment(root: Path, chapter: str, notebooks_dir: Path | None = NOTEBOOKS,
+                       refresh_given: bool = True) -> Path:
     """Generate the learner version of a chapter (nbgrader generate_assignment) and copy it to notebooks/.
 
+    First regenerates the chapter's code from earlier chapters (``solutions/<ch>/earlier_chapters.py``)
+    unless ``refresh_given`` is false (the tests release what is committed, to prove it is in sync).
     Also publishes it to the exchange when the course has one.
     """
     _check_chapter(chapter)
     root = Path(root)
+    if refresh_given:
+        earlier_chapters.write_given_code(chapter, SOLUTIONS)
     _nbgrader(root, "generate_assignment", chapter, "--force")
     released = root / "release" / chapter
     if notebooks_dir is not None:

@@ -35,12 +35,16 @@ def graded_items(nb) -> dict[str, float]:
 def solution_namespace(path) -> dict:
     """Execute only the answer cells of a solution notebook and return their namespace.
 
-    Answer cells are self-contained function definitions (they may use ``np``),
-    so the project's tests can grade the reference solutions in-process.
+    Answer cells are self-contained function definitions (they may use ``np`` and
+    what the chapter imports from earlier chapters, ``earlier_chapters.py`` next to
+    the notebook), so the project's tests can grade the reference solutions in-process.
     """
     nb = read(path)
     namespace: dict = {}
     exec("import numpy as np", namespace)
+    given = Path(path).parent / "earlier_chapters.py"
+    if given.is_file():
+        exec(compile(given.read_text(), str(given), "exec"), namespace)
     for cell in nb.cells:
         if cell.cell_type == "code" and nb_meta(cell).get("solution"):
             exec(compile(cell.source, f"{Path(path).name}:{nb_meta(cell).get('grade_id')}", "exec"), namespace)

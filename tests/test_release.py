@@ -30,6 +30,19 @@ def test_committed_notebooks_match_a_fresh_release(released_course, chapter):
     visible = lambda folder: {p.name for p in folder.iterdir() if not p.name.startswith(".")}  # noqa: E731
     extra = visible(committed.parent) - visible(fresh.parent)
     assert not extra, f"notebooks/{chapter} has files the release does not make: {extra}"
+    for name in visible(fresh.parent) - {committed.name}:
+        assert (committed.parent / name).is_file(), f"notebooks/{chapter}/{name} is missing: run `make release`"
+        assert (committed.parent / name).read_bytes() == (fresh.parent / name).read_bytes(), \
+            f"notebooks/{chapter}/{name} is out of date: run `make release` and commit"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_code_from_earlier_chapters_is_generated_from_their_solutions(chapter):
+    from grader.earlier_chapters import check_given_code
+    from grader.items import chapter_items
+
+    problems = check_given_code(chapter, set(chapter_items(chapter)))
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -78,3 +91,46 @@ def test_learner_support_library_defines_no_graded_function():
         for name in names:
             assert f"def {name}(" not in text and f"class {name}(" not in text and f"class {name}:" not in text, \
                 f"{path} defines the graded function {name}"
+
+
+def _fake_solutions(tmp_path, cells_by_chapter):
+    for chapter, cells in cells_by_chapter.items():
+        nb = nbformat.v4.new_notebook()
+        for source, grade_id in cells:
+            cell = nbformat.v4.new_code_cell(source)
+            if grade_id:
+                cell.metadata["nbgrader"] = {"grade": False, "grade_id": grade_id, "locked": False,
+                                             "schema_version": 3, "solution": True}
+            nb.cells.append(cell)
+        (tmp_path / chapter).mkdir()
+        nbformat.write(nb, str(tmp_path / chapter / f"{chapter}.ipynb"))
+    return tmp_path
+
+
+def test_given_code_takes_answers_and_what_they_call_but_nothing_else(tmp_path):
+    from grader.earlier_chapters import generate
+
+    solutions = _fake_solutions(tmp_path, {
+        "01_a": [("def helper(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION", "helper_answer"),
+                 ("def unused(x):\n    return 0", "unused_answer")],
+        "02_b": [("def layer(x):\n    ### BEGIN SOLUTION\n    return helper(x) * 2\n    ### END SOLUTION",
+                  "layer_answer")],
+        "03_c": [("import numpy as np\nfrom earlier_chapters import layer\n%matplotlib inline", None),
+                 ("def mine(x):\n    return layer(x)", "mine_answer")],
+    })
+    text = generate("03_c", solutions)
+    namespace = {}
+    exec(text, namespace)
+    assert namespace["layer"](1) == 4, "the given layer must call the given helper"
+    assert "unused" not in namespace and "mine" not in namespace
+    assert "BEGIN SOLUTION" not in text and "# --- from 01_a" in text and "# --- from 02_b" in text
+    assert generate("01_a", solutions) is None
+
+
+def test_given_code_names_an_import_no_earlier_chapter_answers(tmp_path):
+    from grader.earlier_chapters import generate
+
+    solutions = _fake_solutions(tmp_path, {"01_a": [("def f(x):\n    return x", "f_answer")],
+                                           "02_b": [("from earlier_chapters import g", None)]})
+    with pytest.raises(KeyError, match="no earlier chapter"):
+        generate("02_b", solutions)

@@ -18,6 +18,10 @@ from ..protocol import Case, Result, run_in_process
 CHAPTER_MODULES = {
     "01_mlp_xor": "grader.items.ch01_mlp_xor",
     "02_backprop": "grader.items.ch02_backprop",
+    "03_initialization": "grader.items.ch03_initialization",
+    "04_batchnorm": "grader.items.ch04_batchnorm",
+    "05_dropout_regularization": "grader.items.ch05_dropout_regularization",
+    "06_cnn": "grader.items.ch06_cnn",
 }
 
 _REGISTRY: dict[str, dict[str, "Item"]] = {}
