@@ -107,7 +107,8 @@ def _build(spec, arrays, saved, pristine):
     """
     if "a" in spec:                      # a fresh copy of a case array
         arr = np.array(arrays[spec["a"]], copy=True)
-        pristine.append((spec["a"], arr, arr.copy()))
+        if not spec.get("mutable"):      # a "mutable" one may be updated in place (an optimizer's w)
+            pristine.append((spec["a"], arr, arr.copy()))
         return arr
     if "v" in spec:                      # a JSON literal
         return spec["v"]
@@ -115,7 +116,12 @@ def _build(spec, arrays, saved, pristine):
         return saved[spec["ref"]]
     if "d" in spec:                      # a dict; a "mutable" one may be changed in place
         checked = [] if spec.get("mutable") else pristine
-        return {k: _build(v, arrays, saved, checked) for k, v in spec["d"].items()}
+        value = {k: _build(v, arrays, saved, checked) for k, v in spec["d"].items()}
+        if spec.get("keep"):             # kept under a name: later calls and the returns see the same dict
+            saved[spec["keep"]] = value
+        return value
+    if "l" in spec:                      # a list of specs
+        return [_build(v, arrays, saved, pristine) for v in spec["l"]]
     if "fn" in spec:                     # a test function from TEST_FUNCTIONS
         params = {k: np.array(arrays[v], copy=True) for k, v in spec.get("params", {}).items()}
         return TEST_FUNCTIONS[spec["fn"]](**params)

@@ -22,9 +22,9 @@ MAX_RESULT_NPZ_BYTES = 80 * 2**20
 
 # --- Argument specs (JSON) ------------------------------------------------------
 
-def arr(name):
-    """A case array, copied afresh for every call and checked for in-place changes."""
-    return {"a": name}
+def arr(name, mutable=False):
+    """A case array, copied afresh for every call and checked for in-place changes unless ``mutable``."""
+    return {"a": name, "mutable": True} if mutable else {"a": name}
 
 
 def lit(value):
@@ -40,6 +40,17 @@ def ref(name):
 def dict_of(mutable=False, **specs):
     """A dict of specs; ``mutable`` dicts may be changed in place (bn_param's running stats)."""
     return {"d": specs, "mutable": mutable}
+
+
+def state(name, **specs):
+    """A mutable dict (bn_param) kept under ``name``: pass it on with ``ref(name)``, list it in ``returns``
+    to read back what the calls left in it (running averages)."""
+    return {"d": specs, "mutable": True, "keep": name}
+
+
+def list_of(*specs):
+    """A list of specs, e.g. a list of weight matrices."""
+    return {"l": list(specs)}
 
 
 def test_function(name, **params):
