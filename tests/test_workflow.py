@@ -51,6 +51,22 @@ def test_released_notebook_runs_top_to_bottom_and_scores_zero(released_course, c
     assert not unexpected, f"the released notebook fails for reasons other than unwritten stubs: {unexpected}"
 
 
+GIVEN_CODE_CHAPTERS = [ch for ch in CHAPTERS if (course.SOLUTIONS / ch / "earlier_chapters.py").is_file()]
+
+
+@pytest.mark.parametrize("chapter", GIVEN_CODE_CHAPTERS[:1])
+def test_a_learner_copy_of_the_earlier_chapters_code_is_replaced_at_grading(released_course, chapter):
+    """A submission whose earlier_chapters.py was broken (or left out of the zip) is graded with the course's copy."""
+    root = released_course["root"]
+    released = root / "release" / chapter / f"{chapter}.ipynb"
+    path = put_submission(root, chapter, "tinkerer", learner_notebook(released, answer_sources(chapter)))
+    (path.parent / "earlier_chapters.py").write_text("raise ImportError('edited by the learner')\n")
+    [run] = course.autograde(root, chapter, ["tinkerer"], workers=1)
+    assert run.ok, run.error
+    row = _row(root, chapter, "tinkerer")
+    assert row.score == row.max_score > 0, row.messages
+
+
 def test_fake_class_release_submit_collect_autograde_feedback_export(released_course, tmp_path):
     """Three learners through the exchange: one perfect, one partly wrong, one with a broken notebook."""
     root, exchange = released_course["root"], released_course["exchange"]
