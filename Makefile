@@ -13,6 +13,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
 	$(PY) -m pip install --quiet -c requirements.lock -e ".[test]"
+	@# The course runs offline: JupyterLab never asks to fetch news or check for updates.
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	printf '%s\n' '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+		> $(VENV)/share/jupyter/lab/settings/overrides.json
+	@# Learners see nbgrader's Assignments panel and Validate button, not the instructor's tools.
+	$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader:create-assignment \
+		@jupyter/nbgrader:formgrader @jupyter/nbgrader:course-list > /dev/null 2>&1
 	touch $(STAMP)
 
 env: $(STAMP)
@@ -30,3 +37,4 @@ release: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/autograde_time.py
+	$(PY) benchmarks/conv_speed.py
