@@ -1,0 +1,667 @@
+"""Chapter 06 (convolutional networks): the hidden tests, proven in-process against the solution notebook.
+
+- every graded item passes with the solution's functions, on several seeds;
+- each typical wrong implementation loses exactly its own item, with a message that
+  names the function and gives a hint;
+- alternative correct implementations (other loop orders, stride tricks, other cache
+  layouts) get full marks.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from grader.items import chapter_items
+from grader.notebooks import solution_namespace
+
+from conftest import grade_chapter, solution_notebook
+
+pytestmark = pytest.mark.ch06
+
+CHAPTER = "06_cnn"
+NOTEBOOK = solution_notebook(CHAPTER)
+ITEMS = chapter_items(CHAPTER)
+SEEDS = [0, 1, 2, 3, 4]
+WRONG_SEEDS = [11, 12]
+_SOLUTION = {}
+
+
+@pytest.fixture(scope="module")
+def solution():
+    if not _SOLUTION:
+        _SOLUTION.update(solution_namespace(NOTEBOOK))
+    return _SOLUTION
+
+
+def grade_all(namespace, seed):
+    return grade_chapter(CHAPTER, namespace, seed)
+
+
+def has_hints(item):
+    return bool(getattr(item, "hint", "") or getattr(item, "hints", {}))
+
+
+def sol(name):
+    """The solution's function ``name`` (wrong backward passes reuse the solution's layers and caches)."""
+    if not _SOLUTION:
+        _SOLUTION.update(solution_namespace(NOTEBOOK))
+    return _SOLUTION[name]
+
+
+# --- small independent helpers --------------------------------------------------------------
+
+def _pad(x, pad):
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+
+
+def _out_size(H, W, HH, WW, stride, pad):
+    return (H + 2 * pad - HH) // stride + 1, (W + 2 * pad - WW) // stride + 1
+
+
+def _conv(x, w, b, stride, pad, flip=False):
+    """Correct cross-correlation (or, with flip, a true convolution) by sliding windows."""
+    if flip:
+        w = w[:, :, ::-1, ::-1]
+    win = sliding_window_view(_pad(x, pad), w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
+    return np.einsum("ncijkl,fckl->nfij", win, w) + b[None, :, None, None]
+
+
+# --- wrong implementations, keyed by the item they must lose --------------------------------
+# Wrong forwards keep the solution's cache layout, so that only the forward item is lost.
+
+def size_no_plus_one(H, W, HH, WW, stride, pad):
+    return (H + 2 * pad - HH) // stride, (W + 2 * pad - WW) // stride
+
+
+def size_pad_once(H, W, HH, WW, stride, pad):
+    return (H + pad - HH) // stride + 1, (W + pad - WW) // stride + 1
+
+
+def size_ceil(H, W, HH, WW, stride, pad):
+    return -(-(H + 2 * pad - HH) // stride) + 1, -(-(W + 2 * pad - WW) // stride) + 1
+
+
+def size_stride_ignored(H, W, HH, WW, stride, pad):
+    return H + 2 * pad - HH + 1, W + 2 * pad - WW + 1
+
+
+def count_without_biases(C, F, HH, WW):
+    return F * C * HH * WW
+
+
+def count_bias_per_input_channel(C, F, HH, WW):
+    return F * C * HH * WW + C
+
+
+def count_without_channels(C, F, HH, WW):
+    return F * HH * WW + F
+
+
+def count_one_bias(C, F, HH, WW):
+    return F * C * HH * WW + 1
+
+
+def conv_forward_flipped_kernel(x, w, b, conv_param):
+    return _conv(x, w, b, conv_param["stride"], conv_param["pad"], flip=True), (x, w, b, conv_param)
+
+
+def conv_forward_stride_ignored(x, w, b, conv_param):
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    H_out, W_out = _out_size(x.shape[2], x.shape[3], w.shape[2], w.shape[3], stride, pad)
+    return _conv(x, w, b, 1, pad)[:, :, :H_out, :W_out], (x, w, b, conv_param)
+
+
+def conv_forward_padding_ignored(x, w, b, conv_param):
+    stride = conv_param["stride"]
+    return _conv(x, w, b, stride, 0), (x, w, b, conv_param)
+
+
+def conv_forward_off_by_one(x, w, b, conv_param):
+    out = _conv(x, w, b, conv_param["stride"], conv_param["pad"])
+    return out[:, :, :-1, :-1], (x, w, b, conv_param)
+
+
+def conv_forward_no_bias(x, w, b, conv_param):
+    return _conv(x, w, 0 * b, conv_param["stride"], conv_param["pad"]), (x, w, b, conv_param)
+
+
+def _naive_backward(dout, cache, crop=True, flip=False, stride_ignored=False):
+    x, w, b, conv_param = cache
+    stride, pad = (1 if stride_ignored else conv_param["stride"]), conv_param["pad"]
+    F, C, HH, WW = w.shape
+    x_pad = _pad(x, pad)
+    dx_pad, dw = np.zeros_like(x_pad), np.zeros_like(w)
+    wk = w[:, :, ::-1, ::-1] if flip else w
+    for n in range(dout.shape[0]):
+        for f in range(F):
+            for i in range(dout.shape[2]):
+                for j in range(dout.shape[3]):
+                    r, c = slice(i * stride, i * stride + HH), slice(j * stride, j * stride + WW)
+                    dx_pad[n, :, r, c] += wk[f] * dout[n, f, i, j]
+                    dw[f] += x_pad[n, :, r, c] * dout[n, f, i, j]
+    dx = dx_pad[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]] if crop else dx_pad
+    return dx, dw, dout.sum(axis=(0, 2, 3))
+
+
+def conv_backward_dx_not_cropped(dout, cache):
+    return _naive_backward(dout, cache, crop=False)
+
+
+def conv_backward_db_not_summed_over_positions(dout, cache):
+    dx, dw, _ = _naive_backward(dout, cache)
+    return dx, dw, dout.sum(axis=0)
+
+
+def conv_backward_db_first_position_only(dout, cache):
+    dx, dw, _ = _naive_backward(dout, cache)
+    return dx, dw, dout[:, :, 0, 0].sum(axis=0)
+
+
+def conv_backward_flipped_kernel_in_dx(dout, cache):
+    return _naive_backward(dout, cache, flip=True)
+
+
+def conv_backward_stride_ignored(dout, cache):
+    return _naive_backward(dout, cache, stride_ignored=True)
+
+
+def _im2col_windows(x, HH, WW, stride, pad):
+    return sliding_window_view(_pad(x, pad), (HH, WW), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def im2col_channel_last_columns(x, HH, WW, stride, pad):
+    win = _im2col_windows(x, HH, WW, stride, pad)              # (N, C, Ho, Wo, HH, WW)
+    N, C, Ho, Wo = win.shape[:4]
+    return win.transpose(0, 2, 3, 4, 5, 1).reshape(N * Ho * Wo, -1)   # (kh, kw, c): column order mismatch
+
+
+def im2col_position_major_rows(x, HH, WW, stride, pad):
+    win = _im2col_windows(x, HH, WW, stride, pad)
+    N, C, Ho, Wo = win.shape[:4]
+    return win.transpose(2, 3, 0, 1, 4, 5).reshape(N * Ho * Wo, -1)   # rows (i, j, n)
+
+
+def im2col_padding_ignored(x, HH, WW, stride, pad):
+    win = _im2col_windows(x, HH, WW, stride, 0)
+    N, C, Ho, Wo = win.shape[:4]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(N * Ho * Wo, -1)
+
+
+def im2col_stride_ignored(x, HH, WW, stride, pad):
+    H_out, W_out = _out_size(x.shape[2], x.shape[3], HH, WW, stride, pad)
+    win = _im2col_windows(x, HH, WW, 1, pad)[:, :, :H_out, :W_out]
+    N, C, Ho, Wo = win.shape[:4]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(N * Ho * Wo, -1)
+
+
+def _col2im(cols, x_shape, HH, WW, stride, pad, assign=False, crop=True, average=False):
+    N, C, H, W = x_shape
+    H_out, W_out = _out_size(H, W, HH, WW, stride, pad)
+    win = cols.reshape(N, H_out, W_out, C, HH, WW)
+    x_pad = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
+    count = np.zeros_like(x_pad)
+    for i in range(H_out):
+        for j in range(W_out):
+            r, c = slice(i * stride, i * stride + HH), slice(j * stride, j * stride + WW)
+            if assign:
+                x_pad[:, :, r, c] = win[:, i, j]
+            else:
+                x_pad[:, :, r, c] += win[:, i, j]
+            count[:, :, r, c] += 1
+    if average:
+        x_pad = x_pad / np.maximum(count, 1)
+    return x_pad[:, :, pad:pad + H, pad:pad + W] if crop else x_pad
+
+
+def col2im_assigns_instead_of_adding(cols, x_shape, HH, WW, stride, pad):
+    return _col2im(cols, x_shape, HH, WW, stride, pad, assign=True)
+
+
+def col2im_padding_not_cropped(cols, x_shape, HH, WW, stride, pad):
+    return _col2im(cols, x_shape, HH, WW, stride, pad, crop=False)
+
+
+def col2im_averages_overlaps(cols, x_shape, HH, WW, stride, pad):
+    return _col2im(cols, x_shape, HH, WW, stride, pad, average=True)
+
+
+def _im2col_forward_cache(x, w, b, conv_param):
+    return sol("conv_forward_im2col")(x, w, b, conv_param)[1]
+
+
+def conv_im2col_column_order_mismatch(x, w, b, conv_param):
+    cols = im2col_channel_last_columns(x, w.shape[2], w.shape[3], conv_param["stride"], conv_param["pad"])
+    N, F = x.shape[0], w.shape[0]
+    H_out, W_out = _out_size(x.shape[2], x.shape[3], w.shape[2], w.shape[3], conv_param["stride"], conv_param["pad"])
+    out = (cols @ w.reshape(F, -1).T + b).reshape(N, H_out, W_out, F).transpose(0, 3, 1, 2)
+    return out, _im2col_forward_cache(x, w, b, conv_param)
+
+
+def conv_im2col_reshape_without_transpose(x, w, b, conv_param):
+    cols = sol("im2col")(x, w.shape[2], w.shape[3], conv_param["stride"], conv_param["pad"])
+    N, F = x.shape[0], w.shape[0]
+    H_out, W_out = _out_size(x.shape[2], x.shape[3], w.shape[2], w.shape[3], conv_param["stride"], conv_param["pad"])
+    out = (cols @ w.reshape(F, -1).T + b).reshape(N, F, H_out, W_out)
+    return out, _im2col_forward_cache(x, w, b, conv_param)
+
+
+def conv_im2col_flipped_kernel(x, w, b, conv_param):
+    return conv_forward_flipped_kernel(x, w, b, conv_param)[0], _im2col_forward_cache(x, w, b, conv_param)
+
+
+def conv_im2col_stride_ignored(x, w, b, conv_param):
+    return conv_forward_stride_ignored(x, w, b, conv_param)[0], _im2col_forward_cache(x, w, b, conv_param)
+
+
+def _im2col_backward(dout, cache, db_axes=(0,), dx_from_padded=False, dw_rows_unordered=False):
+    x_shape, w, conv_param, cols = cache
+    F, C, HH, WW = w.shape
+    rows = dout.transpose(0, 2, 3, 1).reshape(-1, F)
+    dw_rows = dout.transpose(1, 0, 2, 3).reshape(F, -1).T if not dw_rows_unordered else dout.reshape(-1, F)
+    dw = (dw_rows.T @ cols).reshape(w.shape)
+    if dx_from_padded:
+        dx = col2im_padding_not_cropped(rows @ w.reshape(F, -1), x_shape, HH, WW, conv_param["stride"],
+                                        conv_param["pad"])
+    else:
+        dx = _col2im(rows @ w.reshape(F, -1), x_shape, HH, WW, conv_param["stride"], conv_param["pad"])
+    db = rows.sum(axis=0) if db_axes == (0,) else dout.sum(axis=db_axes)
+    return dx, dw, db
+
+
+def conv_im2col_backward_db_not_summed_over_positions(dout, cache):
+    return _im2col_backward(dout, cache, db_axes=(0, 2))
+
+
+def conv_im2col_backward_dx_padded(dout, cache):
+    return _im2col_backward(dout, cache, dx_from_padded=True)
+
+
+def conv_im2col_backward_dout_rows_not_transposed(dout, cache):
+    return _im2col_backward(dout, cache, dw_rows_unordered=True)
+
+
+def _pool(x, pool_param):
+    ph, pw, s = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    return sliding_window_view(x, (ph, pw), axis=(2, 3))[:, :, ::s, ::s]
+
+
+def pool_forward_stride_is_window(x, pool_param):
+    p = dict(pool_param, stride=pool_param["pool_height"])
+    return _pool(x, p).max(axis=(4, 5)), (x, pool_param)
+
+
+def pool_forward_average(x, pool_param):
+    return _pool(x, pool_param).mean(axis=(4, 5)), (x, pool_param)
+
+
+def pool_forward_height_width_swapped(x, pool_param):
+    p = dict(pool_param, pool_height=pool_param["pool_width"], pool_width=pool_param["pool_height"])
+    return _pool(x, p).max(axis=(4, 5)), (x, pool_param)
+
+
+def _pool_backward(dout, cache, mode):
+    x, pool_param = cache
+    ph, pw, s = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    dx = np.zeros_like(x)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            r, c = slice(i * s, i * s + ph), slice(j * s, j * s + pw)
+            window = x[:, :, r, c]
+            g = dout[:, :, i, j][:, :, None, None]
+            if mode == "spread":
+                dx[:, :, r, c] += g / (ph * pw)
+            elif mode == "assign":
+                dx[:, :, r, c] = (window == window.max(axis=(2, 3), keepdims=True)) * g
+            elif mode == "first":
+                dx[:, :, i * s, j * s] += dout[:, :, i, j]
+            elif mode == "mask_only":
+                dx[:, :, r, c] += window == window.max(axis=(2, 3), keepdims=True)
+    return dx
+
+
+def pool_backward_spread_over_window(dout, cache):
+    return _pool_backward(dout, cache, "spread")
+
+
+def pool_backward_assigns_overlaps(dout, cache):
+    return _pool_backward(dout, cache, "assign")
+
+
+def pool_backward_first_entry_of_window(dout, cache):
+    return _pool_backward(dout, cache, "first")
+
+
+def pool_backward_ignores_dout(dout, cache):
+    return _pool_backward(dout, cache, "mask_only")
+
+
+def _bn_rows(rows, gamma, beta, bn_param):
+    return sol("batchnorm_forward")(rows, gamma, beta, bn_param)
+
+
+def sbn_forward_reshape_without_transpose(x, gamma, beta, bn_param):
+    N, C, H, W = x.shape
+    out, _ = _bn_rows(x.reshape(-1, C), gamma, beta, bn_param)
+    _, cache = sol("spatial_batchnorm_forward")(x, gamma, beta, dict(bn_param))
+    return out.reshape(x.shape), cache
+
+
+def sbn_forward_over_batch_only(x, gamma, beta, bn_param):
+    N, C, H, W = x.shape
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    out = gamma[None, :, None, None] * (x - mean) / np.sqrt(var + 1e-5) + beta[None, :, None, None]
+    _, cache = sol("spatial_batchnorm_forward")(x, gamma, beta, dict(bn_param))
+    return out, cache
+
+
+def sbn_forward_per_sample(x, gamma, beta, bn_param):
+    mean, var = x.mean(axis=(1, 2, 3), keepdims=True), x.var(axis=(1, 2, 3), keepdims=True)
+    out = gamma[None, :, None, None] * (x - mean) / np.sqrt(var + 1e-5) + beta[None, :, None, None]
+    _, cache = sol("spatial_batchnorm_forward")(x, gamma, beta, dict(bn_param))
+    return out, cache
+
+
+def sbn_forward_over_height_width_only(x, gamma, beta, bn_param):
+    mean, var = x.mean(axis=(2, 3), keepdims=True), x.var(axis=(2, 3), keepdims=True)
+    out = gamma[None, :, None, None] * (x - mean) / np.sqrt(var + 1e-5) + beta[None, :, None, None]
+    _, cache = sol("spatial_batchnorm_forward")(x, gamma, beta, dict(bn_param))
+    return out, cache
+
+
+def sbn_backward_reshape_without_transpose(dout, cache):
+    shape, bn_cache = cache
+    dx, dgamma, dbeta = sol("batchnorm_backward")(dout.reshape(-1, shape[1]), bn_cache)
+    return dx.reshape(shape), dgamma, dbeta
+
+
+def sbn_backward_rows_not_reshaped_back(dout, cache):
+    shape, bn_cache = cache
+    C = shape[1]
+    dx, dgamma, dbeta = sol("batchnorm_backward")(dout.transpose(0, 2, 3, 1).reshape(-1, C), bn_cache)
+    return dx, dgamma, dbeta
+
+
+def sbn_backward_wrong_transpose_back(dout, cache):
+    (N, C, H, W), bn_cache = cache
+    dx, dgamma, dbeta = sol("batchnorm_backward")(dout.transpose(0, 2, 3, 1).reshape(-1, C), bn_cache)
+    return dx.reshape(N, H, W, C).transpose(0, 3, 2, 1).reshape(N, C, H, W), dgamma, dbeta
+
+
+def _block_forward(x, params, bn_params, final_relu=True, shortcut=True, relu_after_shortcut=True):
+    conv = sol("conv_forward_im2col")
+    sbn = sol("spatial_batchnorm_forward")
+    same = {"stride": 1, "pad": (params["w1"].shape[2] - 1) // 2}
+    zero = np.zeros(params["w1"].shape[0])
+    a1 = sbn(conv(x, params["w1"], zero, same)[0], params["gamma1"], params["beta1"], bn_params[0])[0]
+    a2 = sbn(conv(np.maximum(a1, 0), params["w2"], zero, same)[0], params["gamma2"], params["beta2"], bn_params[1])[0]
+    if not relu_after_shortcut:
+        out = np.maximum(a2, 0) + x
+    else:
+        z = a2 + x if shortcut else a2
+        out = np.maximum(z, 0) if final_relu else z
+    _, cache = sol("residual_block_forward")(x, params, [{"mode": "train"}, {"mode": "train"}])
+    return out, cache
+
+
+def block_forward_no_final_relu(x, params, bn_params):
+    return _block_forward(x, params, bn_params, final_relu=False)
+
+
+def block_forward_no_shortcut(x, params, bn_params):
+    return _block_forward(x, params, bn_params, shortcut=False)
+
+
+def block_forward_shortcut_after_relu(x, params, bn_params):
+    return _block_forward(x, params, bn_params, relu_after_shortcut=False)
+
+
+def _block_backward(dout, cache, shortcut="dsum", swap_gammas=False):
+    conv1, bn1, relu1, conv2, bn2, relu2 = cache
+    dsum = sol("relu_backward")(dout, relu2)
+    dc2, dgamma2, dbeta2 = sol("spatial_batchnorm_backward")(dsum, bn2)
+    dh1, dw2, _ = sol("conv_backward_im2col")(dc2, conv2)
+    da1 = sol("relu_backward")(dh1, relu1)
+    dc1, dgamma1, dbeta1 = sol("spatial_batchnorm_backward")(da1, bn1)
+    dx, dw1, _ = sol("conv_backward_im2col")(dc1, conv1)
+    dx = dx + {"dsum": dsum, "dout": dout, "none": 0.0}[shortcut]
+    if swap_gammas:
+        dgamma1, dgamma2 = dgamma2, dgamma1
+    return dx, {"w1": dw1, "gamma1": dgamma1, "beta1": dbeta1, "w2": dw2, "gamma2": dgamma2, "beta2": dbeta2}
+
+
+def block_backward_no_shortcut_gradient(dout, cache):
+    return _block_backward(dout, cache, shortcut="none")
+
+
+def block_backward_shortcut_skips_final_relu(dout, cache):
+    return _block_backward(dout, cache, shortcut="dout")
+
+
+def block_backward_gammas_swapped(dout, cache):
+    return _block_backward(dout, cache, swap_gammas=True)
+
+
+WRONG = {
+    "conv_output_size": [size_no_plus_one, size_pad_once, size_ceil, size_stride_ignored],
+    "conv_param_count": [count_without_biases, count_bias_per_input_channel, count_without_channels, count_one_bias],
+    "conv_forward_naive": [conv_forward_flipped_kernel, conv_forward_stride_ignored, conv_forward_padding_ignored,
+                           conv_forward_off_by_one, conv_forward_no_bias],
+    "conv_backward_naive": [conv_backward_dx_not_cropped, conv_backward_db_not_summed_over_positions,
+                            conv_backward_db_first_position_only, conv_backward_flipped_kernel_in_dx,
+                            conv_backward_stride_ignored],
+    "im2col": [im2col_channel_last_columns, im2col_position_major_rows, im2col_padding_ignored, im2col_stride_ignored],
+    "col2im": [col2im_assigns_instead_of_adding, col2im_padding_not_cropped, col2im_averages_overlaps],
+    "conv_forward_im2col": [conv_im2col_column_order_mismatch, conv_im2col_reshape_without_transpose,
+                            conv_im2col_flipped_kernel, conv_im2col_stride_ignored],
+    "conv_backward_im2col": [conv_im2col_backward_db_not_summed_over_positions, conv_im2col_backward_dx_padded,
+                             conv_im2col_backward_dout_rows_not_transposed],
+    "max_pool_forward_naive": [pool_forward_stride_is_window, pool_forward_average, pool_forward_height_width_swapped],
+    "max_pool_backward_naive": [pool_backward_spread_over_window, pool_backward_assigns_overlaps,
+                                pool_backward_first_entry_of_window, pool_backward_ignores_dout],
+    "spatial_batchnorm_forward": [sbn_forward_reshape_without_transpose, sbn_forward_over_batch_only,
+                                  sbn_forward_per_sample, sbn_forward_over_height_width_only],
+    "spatial_batchnorm_backward": [sbn_backward_reshape_without_transpose, sbn_backward_rows_not_reshaped_back,
+                                   sbn_backward_wrong_transpose_back],
+    "residual_block_forward": [block_forward_no_final_relu, block_forward_no_shortcut,
+                               block_forward_shortcut_after_relu],
+    "residual_block_backward": [block_backward_no_shortcut_gradient, block_backward_shortcut_skips_final_relu,
+                                block_backward_gammas_swapped],
+}
+WRONG_CASES = [(item, fn) for item, fns in WRONG.items() for fn in fns]
+
+
+# --- alternative correct implementations -------------------------------------------------
+
+def size_with_floats(H, W, HH, WW, stride, pad):
+    return int(np.floor((H + 2 * pad - HH) / stride)) + 1, int(np.floor((W + 2 * pad - WW) / stride)) + 1
+
+
+def size_as_list(H, W, HH, WW, stride, pad):
+    return [np.int64((H + 2 * pad - HH) // stride + 1), np.int64((W + 2 * pad - WW) // stride + 1)]
+
+
+def count_factored(C, F, HH, WW):
+    return np.int64(F * (C * HH * WW + 1))
+
+
+def conv_forward_position_loops(x, w, b, conv_param):
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    F, C, HH, WW = w.shape
+    H_out, W_out = _out_size(x.shape[2], x.shape[3], HH, WW, stride, pad)
+    xp = _pad(x, pad)
+    out = np.empty((x.shape[0], F, H_out, W_out))
+    for i in range(H_out):
+        for j in range(W_out):
+            window = xp[:, :, i * stride:i * stride + HH, j * stride:j * stride + WW]
+            out[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    return out, {"xp": xp, "w": w, "stride": stride, "pad": pad, "shape": x.shape}
+
+
+def conv_backward_position_loops(dout, cache):
+    xp, w, stride, pad, shape = cache["xp"], cache["w"], cache["stride"], cache["pad"], cache["shape"]
+    F, C, HH, WW = w.shape
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            r, c = slice(i * stride, i * stride + HH), slice(j * stride, j * stride + WW)
+            dxp[:, :, r, c] += np.tensordot(dout[:, :, i, j], w, axes=(1, 0))
+            dw += np.tensordot(dout[:, :, i, j], xp[:, :, r, c], axes=(0, 0))
+    return dxp[:, :, pad:pad + shape[2], pad:pad + shape[3]], dw, np.einsum("nfij->f", dout)
+
+
+def im2col_stride_tricks(x, HH, WW, stride, pad):
+    win = _im2col_windows(x, HH, WW, stride, pad)
+    N, C, Ho, Wo = win.shape[:4]
+    return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(N * Ho * Wo, C * HH * WW)
+
+
+def col2im_add_at(cols, x_shape, HH, WW, stride, pad):
+    N, C, H, W = x_shape
+    H_out, W_out = _out_size(H, W, HH, WW, stride, pad)
+    n, i, j, c, k, l = np.indices((N, H_out, W_out, C, HH, WW)).reshape(6, -1)
+    xp = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
+    np.add.at(xp, (n, c, i * stride + k, j * stride + l), cols.reshape(-1))
+    return xp[:, :, pad:pad + H, pad:pad + W]
+
+
+def conv_im2col_recompute_in_backward(x, w, b, conv_param):
+    F = w.shape[0]
+    cols = im2col_stride_tricks(x, w.shape[2], w.shape[3], conv_param["stride"], conv_param["pad"])
+    H_out, W_out = _out_size(x.shape[2], x.shape[3], w.shape[2], w.shape[3], conv_param["stride"], conv_param["pad"])
+    out = (w.reshape(F, -1) @ cols.T + b[:, None]).reshape(F, x.shape[0], H_out, W_out).transpose(1, 0, 2, 3)
+    return out, [x, w, conv_param]
+
+
+def conv_im2col_backward_recompute(dout, cache):
+    x, w, conv_param = cache
+    F, C, HH, WW = w.shape
+    cols = im2col_stride_tricks(x, HH, WW, conv_param["stride"], conv_param["pad"])
+    rows = np.moveaxis(dout, 1, -1).reshape(-1, F)
+    dx = col2im_add_at(rows @ w.reshape(F, -1), x.shape, HH, WW, conv_param["stride"], conv_param["pad"])
+    return dx, (cols.T @ rows).T.reshape(w.shape), rows.sum(axis=0)
+
+
+def pool_forward_argmax_cache(x, pool_param):
+    win = _pool(x, pool_param)
+    N, C, Ho, Wo, ph, pw = win.shape
+    flat = win.reshape(N, C, Ho, Wo, ph * pw)
+    return flat.max(axis=-1), {"x_shape": x.shape, "arg": flat.argmax(axis=-1), "p": pool_param}
+
+
+def pool_backward_argmax_cache(dout, cache):
+    dx = np.zeros(cache["x_shape"])
+    p = cache["p"]
+    s, pw = p["stride"], p["pool_width"]
+    N, C, Ho, Wo = dout.shape
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    k, l = divmod(int(cache["arg"][n, c, i, j]), pw)
+                    dx[n, c, i * s + k, j * s + l] += dout[n, c, i, j]
+    return dx
+
+
+def sbn_forward_moveaxis(x, gamma, beta, bn_param):
+    C = x.shape[1]
+    rows = np.moveaxis(x, 1, -1).reshape(-1, C)
+    out, cache = sol("batchnorm_forward")(rows, gamma, beta, bn_param)
+    return np.moveaxis(out.reshape(np.moveaxis(x, 1, -1).shape), -1, 1), {"bn": cache, "shape": x.shape}
+
+
+def sbn_backward_moveaxis(dout, cache):
+    N, C, H, W = cache["shape"]
+    dx, dgamma, dbeta = sol("batchnorm_backward")(np.moveaxis(dout, 1, -1).reshape(-1, C), cache["bn"])
+    return np.moveaxis(dx.reshape(N, H, W, C), -1, 1), dgamma, dbeta
+
+
+def block_forward_naive_conv_dict_cache(x, params, bn_params):
+    pad = (params["w1"].shape[2] - 1) // 2
+    zero = np.zeros(params["w1"].shape[0])
+    cache = {}
+    c1, cache["conv1"] = sol("conv_forward_naive")(x, params["w1"], zero, {"stride": 1, "pad": pad})
+    a1, cache["bn1"] = sol("spatial_batchnorm_forward")(c1, params["gamma1"], params["beta1"], bn_params[0])
+    h1 = np.maximum(a1, 0)
+    c2, cache["conv2"] = sol("conv_forward_naive")(h1, params["w2"], zero, {"stride": 1, "pad": pad})
+    a2, cache["bn2"] = sol("spatial_batchnorm_forward")(c2, params["gamma2"], params["beta2"], bn_params[1])
+    z = a2 + x
+    cache["mask1"], cache["mask2"] = a1 > 0, z > 0
+    return z * cache["mask2"], cache
+
+
+def block_backward_naive_conv_dict_cache(dout, cache):
+    dz = dout * cache["mask2"]
+    dc2, dg2, db2 = sol("spatial_batchnorm_backward")(dz, cache["bn2"])
+    dh1, dw2, _ = sol("conv_backward_naive")(dc2, cache["conv2"])
+    dc1, dg1, db1 = sol("spatial_batchnorm_backward")(dh1 * cache["mask1"], cache["bn1"])
+    dx, dw1, _ = sol("conv_backward_naive")(dc1, cache["conv1"])
+    return dz + dx, dict(w2=dw2, gamma2=dg2, beta2=db2, w1=dw1, gamma1=dg1, beta1=db1)
+
+
+ALTERNATIVES = {
+    "float formula, list of numpy ints": {"conv_output_size": size_with_floats, "conv_param_count": count_factored},
+    "returns a list": {"conv_output_size": size_as_list},
+    "loops over positions with tensordot, dict cache": {"conv_forward_naive": conv_forward_position_loops,
+                                                        "conv_backward_naive": conv_backward_position_loops},
+    "stride tricks and np.add.at": {"im2col": im2col_stride_tricks, "col2im": col2im_add_at},
+    "cols recomputed in backward, list cache": {"conv_forward_im2col": conv_im2col_recompute_in_backward,
+                                                "conv_backward_im2col": conv_im2col_backward_recompute},
+    "argmax cache, scalar loops": {"max_pool_forward_naive": pool_forward_argmax_cache,
+                                   "max_pool_backward_naive": pool_backward_argmax_cache},
+    "moveaxis, dict cache": {"spatial_batchnorm_forward": sbn_forward_moveaxis,
+                             "spatial_batchnorm_backward": sbn_backward_moveaxis},
+    "naive convolutions, masks in a dict cache": {"residual_block_forward": block_forward_naive_conv_dict_cache,
+                                                  "residual_block_backward": block_backward_naive_conv_dict_cache},
+}
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+def test_solution_notebook_defines_every_graded_function(solution):
+    missing = [name for name in ITEMS if not callable(solution.get(name))]
+    assert not missing, f"the solution notebook defines no {missing}"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_solutions_score_full_marks(solution, seed):
+    failed = {name: v.message for name, v in grade_all(solution, seed).items() if not v.passed}
+    assert not failed, f"seed {seed}: the solution fails {failed}"
+
+
+def test_every_item_has_at_least_three_wrong_implementations():
+    thin = [item for item in ITEMS if len(WRONG.get(item, [])) < 3]
+    assert not thin, f"items with fewer than three wrong implementations: {thin}"
+
+
+@pytest.mark.parametrize("item, wrong", WRONG_CASES, ids=[f"{item}-{fn.__name__}" for item, fn in WRONG_CASES])
+def test_wrong_implementation_loses_only_its_own_item(solution, item, wrong):
+    namespace = dict(solution, **{item: wrong})
+    for seed in WRONG_SEEDS:
+        verdicts = grade_all(namespace, seed)
+        verdict = verdicts[item]
+        assert not verdict.passed, f"seed {seed}: {wrong.__name__} passes {item}"
+        assert verdict.message.startswith(f"{item}:"), verdict.message
+        if has_hints(ITEMS[item]):
+            assert "Hint" in verdict.message, f"no hint in: {verdict.message}"
+        others = {name: v.message for name, v in verdicts.items() if name != item and not v.passed}
+        assert not others, f"seed {seed}: replacing {item} with {wrong.__name__} also fails {others}"
+
+
+@pytest.mark.parametrize("label", list(ALTERNATIVES))
+def test_alternative_correct_implementation_scores_full_marks(solution, label):
+    namespace = dict(solution, **ALTERNATIVES[label])
+    for seed in SEEDS[:3]:
+        failed = {name: v.message for name, v in grade_all(namespace, seed).items() if not v.passed}
+        assert not failed, f"{label}, seed {seed}: {failed}"
+
+
+def test_residual_block_inputs_keep_away_from_the_relu_kinks():
+    from grader.cases import Streams
+    from grader.items.ch06_cnn import KINK_MARGIN, PARAM_NAMES, _residual_inputs
+    from grader.references.ch06_cnn import residual_block_parts
+
+    for seed in range(20):
+        arrays = _residual_inputs(Streams.from_seed(seed))
+        _, a, z = residual_block_parts(*[arrays[n] for n in ("x",) + PARAM_NAMES])
+        assert min(np.abs(a).min(), np.abs(z).min()) > KINK_MARGIN
