@@ -1,0 +1,308 @@
+"""Hidden tests of chapter 05 (dropout, optimizers, regularization).
+
+Dropout is random and the grader cannot know the learner's random stream, so its
+tests check properties: every output entry is 0 or x / (1 - p); the fraction of
+dropped units is close to p (a Hoeffding bound with a stated false-alarm
+probability); the same seed gives the same output and another seed another one;
+test mode and p = 0 return x unchanged; the backward pass applies the very mask of
+the forward pass, read off the forward output (inputs have no zeros), and is
+compared with a centered-difference gradient of the reference with that mask.
+
+The update rules run several steps with given gradients, each call receiving the
+w and config the previous call returned, and every prefix of the trajectory is
+compared with ``torch.optim`` in float64 (an independent implementation).
+Gradients span nine orders of magnitude, so the placement of epsilon and the
+bias correction matter.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..cases import away_from_kinks
+from ..checks import Failure, expect_array, expect_close
+from ..numerics import numerical_gradient_array
+from ..protocol import Call, Case, arr, dict_of, lit, ref
+from ..references import ch05_dropout_regularization as R
+from . import Item, register
+
+CHAPTER = "05_dropout_regularization"
+SMOOTH = 1e-7
+TRAJECTORY = 1e-8          # float64 against torch: round-off is ~1e-15, every mistake below is >= 1e-6
+VALUE_RTOL = 1e-9          # a kept entry must equal x / (1 - p) up to round-off
+
+# A correct dropout drops each of n units independently with probability p. By Hoeffding's inequality
+# P(|dropped fraction - p| >= t) <= 2 exp(-2 n t^2). With FALSE_ALARM = 1e-10 per check and at most three
+# fraction checks per grading run, correct code fails a grading run with probability < 1e-9.
+FALSE_ALARM = 1e-10
+DROPOUT_SHAPE = (40, 100)  # n = 4000 units: t = 0.055
+
+
+def fraction_tolerance(n, false_alarm=FALSE_ALARM):
+    """The t with 2 exp(-2 n t^2) = false_alarm."""
+    return math.sqrt(math.log(2.0 / false_alarm) / (2.0 * n))
+
+
+def _param(p, mode, seed=None):
+    specs = {"p": lit(float(p)), "mode": lit(mode)}
+    if seed is not None:
+        specs["seed"] = lit(int(seed))
+    return dict_of(**specs)
+
+
+def _seed(s):
+    return int(s.seeds.integers(0, 2**31 - 1))
+
+
+def _describe_param(p, mode, seed=None):
+    text = f"p = {p:.3g}, mode '{mode}'"
+    return text + (f", seed {seed}" if seed is not None else ", no seed")
+
+
+@register(CHAPTER)
+class DropoutForward(Item):
+    name = "dropout_forward"
+    hints = {
+        "values": "in train mode keep a unit with probability 1 - p and scale what you keep by 1 / (1 - p) "
+                  "(inverted dropout): out = x * mask / (1 - p).",
+        "fraction": "p is the probability of DROPPING a unit (as in PyTorch): keep where rand >= p, "
+                    "i.e. mask = rng.random(x.shape) >= p.",
+        "seed": "with a seed, draw the mask from np.random.default_rng(dropout_param['seed']) (or call "
+                "np.random.seed(seed) first), so that the same seed gives the same mask.",
+        "identity": "in test mode (and whenever p = 0) return x itself, unscaled: inverted dropout does all "
+                    "its scaling at train time.",
+    }
+
+    def cases(self, s):
+        cases = []
+        x_of = lambda: away_from_kinks(s.inputs, DROPOUT_SHAPE, kinks=(0.0,), margin=1e-2)  # noqa: E731
+        # p is kept at least 0.15 away from 0.5, where "p = keep probability" would look right.
+        for p, seed in ((s.inputs.uniform(0.15, 0.35), _seed(s)), (s.inputs.uniform(0.65, 0.85), None)):
+            x = x_of()
+            cases.append(Case(steps=[Call(self.name, [arr("x"), _param(p, "train", seed)], save=("out", "cache"))],
+                              arrays={"x": x}, returns=("out",), context={"kind": "train", "p": p},
+                              label=f" on x of shape {x.shape} with {_describe_param(p, 'train', seed)}"))
+        # The same seed twice, then another seed.
+        x, p = x_of(), float(s.inputs.uniform(0.3, 0.7))
+        seed_a = _seed(s)
+        seed_b = seed_a + 1 + int(s.seeds.integers(0, 1000))
+        steps = [Call(self.name, [arr("x"), _param(p, "train", seed_a)], save=("out_a", "cache_a")),
+                 Call(self.name, [arr("x"), _param(p, "train", seed_a)], save=("out_b", "cache_b")),
+                 Call(self.name, [arr("x"), _param(p, "train", seed_b)], save=("out_c", "cache_c"))]
+        cases.append(Case(steps=steps, arrays={"x": x}, returns=("out_a", "out_b", "out_c"),
+                          context={"kind": "seed", "p": p, "seeds": (seed_a, seed_b)},
+                          label=f" on x of shape {x.shape} with p = {p:.3g}, seeds {seed_a} and {seed_b}"))
+        # Identity: test mode, and p = 0 at train time.
+        for p, mode in ((float(s.inputs.uniform(0.2, 0.8)), "test"), (0.0, "train")):
+            x = away_from_kinks(s.inputs, (int(s.inputs.integers(3, 8)), int(s.inputs.integers(2, 6))), kinks=(0.0,))
+            seed = _seed(s)
+            cases.append(Case(steps=[Call(self.name, [arr("x"), _param(p, mode, seed)], save=("out", "cache"))],
+                              arrays={"x": x}, returns=("out",), context={"kind": "identity", "p": p},
+                              label=f" on x of shape {x.shape} with {_describe_param(p, mode, seed)}"))
+        return cases
+
+    def _check_train_output(self, case, out, quantity="out"):
+        x, p = case.arrays["x"], case.context["p"]
+        got = expect_array(self.name, quantity, out, x.shape, case.label, self.hints["values"])
+        kept = got != 0
+        scaled = x / (1.0 - p)
+        bad = kept & ~(np.abs(got - scaled) <= VALUE_RTOL * np.abs(scaled))
+        if bad.any():
+            i = tuple(int(k) for k in np.argwhere(bad)[0])
+            raise Failure(f"{self.name}: {quantity} has entries that are neither 0 nor x / (1 - p){case.label}: "
+                          f"at index {i}, x = {x[i]:.4g} and out = {got[i]:.4g}, but a kept unit must be "
+                          f"x / (1 - p) = {scaled[i]:.4g}.\nHint: {self.hints['values']}")
+        dropped = 1.0 - kept.mean()
+        tol = fraction_tolerance(x.size)
+        if abs(dropped - p) > tol:
+            raise Failure(f"{self.name}: {quantity} dropped a fraction {dropped:.3f} of the units{case.label} "
+                          f"(must be within {tol:.3f} of p = {p:.3g}).\nHint: {self.hints['fraction']}")
+        return got
+
+    def check(self, case, out):
+        kind = case.context["kind"]
+        x = case.arrays["x"]
+        if kind == "train":
+            self._check_train_output(case, out["out"])
+        elif kind == "seed":
+            a = self._check_train_output(case, out["out_a"], "out")
+            b = expect_array(self.name, "out of the second call", out["out_b"], x.shape, case.label,
+                             self.hints["seed"])
+            c = expect_array(self.name, "out with the other seed", out["out_c"], x.shape, case.label,
+                             self.hints["seed"])
+            if not np.array_equal(a, b):
+                raise Failure(f"{self.name}: two calls with the same seed gave different outputs{case.label}.\n"
+                              f"Hint: {self.hints['seed']}")
+            if np.array_equal(a != 0, c != 0):
+                raise Failure(f"{self.name}: two different seeds gave the same mask{case.label}.\n"
+                              f"Hint: {self.hints['seed']} Draw the mask from that seed, not from a fixed one.")
+        else:
+            got = expect_array(self.name, "out", out["out"], x.shape, case.label, self.hints["identity"])
+            expect_close(self.name, "out", got, x, VALUE_RTOL, case.label + " (expected x unchanged)",
+                         self.hints["identity"])
+
+
+@register(CHAPTER)
+class DropoutBackward(Item):
+    name = "dropout_backward"
+    hint = ("dx = dout * mask / (1 - p) with the mask the forward pass used (keep it in the cache; do not draw "
+            "a new one); in test mode dx = dout.")
+
+    def cases(self, s):
+        cases = []
+        settings = [(float(s.inputs.uniform(0.2, 0.8)), "train", _seed(s)),
+                    (float(s.inputs.uniform(0.2, 0.8)), "train", None),
+                    (float(s.inputs.uniform(0.2, 0.8)), "test", _seed(s)),
+                    (0.0, "train", _seed(s))]
+        for p, mode, seed in settings:
+            shape = (int(s.inputs.integers(4, 9)), int(s.inputs.integers(3, 8)))
+            x = away_from_kinks(s.inputs, shape, kinks=(0.0,), margin=1e-2)
+            dout = s.upstream.normal(size=shape)
+            steps = [Call("dropout_forward", [arr("x"), _param(p, mode, seed)], save=("out", "cache")),
+                     Call(self.name, [arr("dout"), ref("cache")], save="dx")]
+            cases.append(Case(steps=steps, arrays={"x": x, "dout": dout}, returns=("out", "dx"),
+                              context={"p": p, "mode": mode},
+                              label=f" on x of shape {shape} with {_describe_param(p, mode, seed)}"))
+        return cases
+
+    def check(self, case, out):
+        x, dout = case.arrays["x"], case.arrays["dout"]
+        p, mode = case.context["p"], case.context["mode"]
+        if mode == "test":
+            keep, p_eff = np.ones(x.shape, dtype=bool), 0.0
+        else:
+            fwd = out["out"]
+            if not isinstance(fwd, np.ndarray) or fwd.shape != x.shape:
+                raise Failure(f"{self.name} could not be checked because dropout_forward did not return an out "
+                              f"of shape {x.shape}{case.label}.")
+            keep, p_eff = fwd != 0, p
+        expected = numerical_gradient_array(lambda v: R.dropout_apply(v, keep, p_eff), x, dout)
+        dx = expect_array(self.name, "dx", out["dx"], x.shape, case.label, self.hint)
+        expect_close(self.name, "dx", dx, expected, SMOOTH, case.label, self.hint)
+
+
+# --- update rules ------------------------------------------------------------------------------
+
+def _gradient_scales(s, shape):
+    """Per-entry gradient sizes from 1e-8 to 10: at least one tiny (epsilon matters) and one large entry."""
+    scales = 10.0 ** s.inputs.uniform(-8.0, 1.0, size=shape)
+    flat = scales.reshape(-1)
+    i, j = s.inputs.choice(flat.size, size=2, replace=False)
+    flat[i] = 10.0 ** s.inputs.uniform(-8.5, -7.5)
+    flat[j] = 10.0 ** s.inputs.uniform(0.0, 1.0)
+    return scales
+
+
+class UpdateRuleItem(Item):
+    """``name(w, dw, config=None) -> (next_w, config)`` run for several steps and compared with torch.optim."""
+
+    torch_name = ""
+    hint = ""
+
+    def custom_config(self, s) -> dict:
+        """Every hyperparameter set to a value other than its default."""
+        raise NotImplementedError
+
+    def scenarios(self, s):
+        """(config or None, shape, number of steps)."""
+        lr = float(np.round(10.0 ** s.inputs.uniform(-2.5, -1.0), 5))
+        return [(None, (3, 4), 4), (self.custom_config(s), (5,), 5), ({"learning_rate": lr}, (2, 3), 3)]
+
+    def cases(self, s):
+        cases = []
+        for config, shape, n_steps in self.scenarios(s):
+            w = s.inputs.normal(size=shape)
+            scales = _gradient_scales(s, shape)
+            grads = [scales * s.upstream.normal(size=shape) for _ in range(n_steps)]
+            oracle = {}     # shared by the cases of this scenario: torch's trajectory, computed once
+            described = "config=None" if config is None else f"config={config}"
+            for k in range(1, n_steps + 1):
+                first_config = lit(None) if config is None else dict_of(
+                    mutable=True, **{key: lit(value) for key, value in config.items()})
+                steps = [Call(self.name, [arr("w", mutable=True), arr("dw1"), first_config], save=("w1", "config1"))]
+                steps += [Call(self.name, [ref(f"w{t - 1}"), arr(f"dw{t}"), ref(f"config{t - 1}")],
+                               save=(f"w{t}", f"config{t}")) for t in range(2, k + 1)]
+                arrays = {"w": w, **{f"dw{t}": grads[t - 1] for t in range(1, k + 1)}}
+                cases.append(Case(steps=steps, arrays=arrays, returns=(f"w{k}",),
+                                  context={"config": config, "steps": k, "grads": grads, "oracle": oracle},
+                                  label=f" after {k} step{'s' if k > 1 else ''} from a w of shape {shape} "
+                                        f"with {described}"))
+        return cases
+
+    def check(self, case, out):
+        ctx = case.context
+        if "path" not in ctx["oracle"]:
+            ctx["oracle"]["path"] = R.torch_trajectory(self.name, case.arrays["w"], ctx["grads"], ctx["config"])
+        expected = ctx["oracle"]["path"][ctx["steps"] - 1]
+        k = ctx["steps"]
+        got = expect_array(self.name, f"w{k}", out[f"w{k}"], expected.shape, case.label, self.hint)
+        expect_close(self.name, "next_w", got, expected, TRAJECTORY, f"{case.label} (compared with {self.torch_name})",
+                     self.hint)
+
+
+def _lr(s, low, high):
+    return float(np.round(10.0 ** s.inputs.uniform(np.log10(low), np.log10(high)), 5))
+
+
+@register(CHAPTER)
+class Sgd(UpdateRuleItem):
+    name = "sgd"
+    torch_name = "torch.optim.SGD"
+    hint = "next_w = w - learning_rate * dw, with learning_rate read from config (default 1e-2)."
+
+    def custom_config(self, s):
+        return {"learning_rate": _lr(s, 0.1, 0.5)}
+
+
+@register(CHAPTER)
+class SgdMomentum(UpdateRuleItem):
+    name = "sgd_momentum"
+    torch_name = "torch.optim.SGD(momentum=...)"
+    hint = ("v = momentum * v - learning_rate * dw, then next_w = w + v; store v in config['velocity'] so that "
+            "the next call continues from it.")
+
+    def custom_config(self, s):
+        return {"learning_rate": _lr(s, 0.02, 0.2), "momentum": float(np.round(s.inputs.uniform(0.5, 0.8), 3))}
+
+
+@register(CHAPTER)
+class Rmsprop(UpdateRuleItem):
+    name = "rmsprop"
+    torch_name = "torch.optim.RMSprop(alpha=decay_rate)"
+    hint = ("cache = decay_rate * cache + (1 - decay_rate) * dw**2 (stored in config['cache']), then "
+            "next_w = w - learning_rate * dw / (sqrt(cache) + epsilon): epsilon outside the square root.")
+
+    def custom_config(self, s):
+        return {"learning_rate": _lr(s, 0.005, 0.05), "decay_rate": float(np.round(s.inputs.uniform(0.8, 0.95), 3)),
+                "epsilon": 1e-6}
+
+
+ADAM_HINT = ("t = t + 1 first; m = beta1 * m + (1 - beta1) * dw; v = beta2 * v + (1 - beta2) * dw**2; "
+             "m_hat = m / (1 - beta1**t); v_hat = v / (1 - beta2**t); "
+             "next_w = w - learning_rate * m_hat / (sqrt(v_hat) + epsilon); store t, m and v in config.")
+
+
+@register(CHAPTER)
+class Adam(UpdateRuleItem):
+    name = "adam"
+    torch_name = "torch.optim.Adam"
+    hint = ADAM_HINT
+
+    def custom_config(self, s):
+        return {"learning_rate": _lr(s, 0.01, 0.1), "beta1": float(np.round(s.inputs.uniform(0.7, 0.85), 3)),
+                "beta2": float(np.round(s.inputs.uniform(0.9, 0.99), 3)), "epsilon": 1e-6}
+
+
+@register(CHAPTER)
+class AdamW(UpdateRuleItem):
+    name = "adamw"
+    torch_name = "torch.optim.AdamW"
+    hint = ("the Adam step uses dw alone (weight decay never enters m or v); the decay is a separate term "
+            "- learning_rate * weight_decay * w, computed from w before the step: "
+            "next_w = w - learning_rate * weight_decay * w - learning_rate * m_hat / (sqrt(v_hat) + epsilon).")
+
+    def custom_config(self, s):
+        return {"learning_rate": _lr(s, 0.02, 0.2), "beta1": float(np.round(s.inputs.uniform(0.7, 0.85), 3)),
+                "beta2": float(np.round(s.inputs.uniform(0.9, 0.99), 3)), "epsilon": 1e-6,
+                "weight_decay": float(np.round(s.inputs.uniform(0.1, 0.5), 3))}
