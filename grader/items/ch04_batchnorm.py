@@ -1,0 +1,281 @@
+"""Hidden tests of chapter 04 (batch normalization and layer normalization).
+
+Forward values are compared with the trusted references; every gradient is compared
+with a centered-difference gradient of the trusted reference forward (train mode), in
+float64, at relative error < 1e-7. Running averages are checked after several training
+steps on one ``bn_param`` dict that the calls share (``state``), test mode on a batch
+whose own statistics are far from the running ones, and defaults (eps 1e-5, momentum
+0.9, running averages starting at zero) on a ``bn_param`` that holds only the mode.
+Batch sizes always differ from feature counts, so a sum over the wrong axis shows up
+as a wrong shape rather than passing by accident.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..cases import small_dims
+from ..checks import Failure, expect_array, expect_close, shape_phrase
+from ..numerics import numerical_gradient_array
+from ..protocol import Call, Case, arr, dict_of, lit, ref, state
+from ..references import ch04_batchnorm as R
+from . import Item, register
+
+CHAPTER = "04_batchnorm"
+SMOOTH = 1e-7
+DEFAULT_EPS = 1e-5
+DEFAULT_MOMENTUM = 0.9
+
+
+def _dims(s, n_range=(4, 8), d_range=(3, 6)):
+    """(N, D) with N != D, N >= 4 (a batch of 2 normalizes every column to +-1 and hides mistakes)."""
+    N, D = small_dims(s.inputs, n_range, d_range)
+    return (N + 1 if N == D else N), D
+
+
+def _features(s, N, D, scale=(0.5, 3.0)):
+    """(N, D) inputs whose columns have their own means and spreads."""
+    loc = s.inputs.normal(0.0, 2.0, size=D)
+    spread = s.inputs.uniform(*scale, size=D)
+    return loc + spread * s.inputs.normal(size=(N, D))
+
+
+def _rows(s, N, D, scale=(0.5, 3.0)):
+    """(N, D) inputs whose rows have their own means and spreads."""
+    loc = s.inputs.normal(0.0, 2.0, size=(N, 1))
+    spread = s.inputs.uniform(*scale, size=(N, 1))
+    return loc + spread * s.inputs.normal(size=(N, D))
+
+
+def _affine_params(s, D):
+    return {"gamma": s.inputs.uniform(0.5, 2.0, size=D) * s.inputs.choice([-1.0, 1.0], size=D),
+            "beta": s.inputs.normal(size=D)}
+
+
+def _bn_param_phrase(**param):
+    shown = ", ".join(f"{k}={v!r}" for k, v in param.items())
+    return f" with bn_param = {{{shown}}}"
+
+
+# --- batch norm forward ----------------------------------------------------------------
+
+@register(CHAPTER)
+class BatchnormForward(Item):
+    name = "batchnorm_forward"
+    hints = {
+        "train": "in 'train' mode normalize every column (feature) with the batch's mean and biased variance "
+                 "(x.var(axis=0), ddof=0): x_hat = (x - mean) / np.sqrt(var + eps), out = gamma * x_hat + beta; "
+                 "read eps from bn_param (default 1e-5).",
+        "test": "in 'test' mode normalize with bn_param['running_mean'] and bn_param['running_var'], not with the "
+                "statistics of the batch: x_hat = (x - running_mean) / np.sqrt(running_var + eps).",
+        "running": "after each training step store running = momentum * running + (1 - momentum) * batch_stat "
+                   "(biased batch variance) back into bn_param['running_mean'] and bn_param['running_var']; "
+                   "momentum comes from bn_param (default 0.9) and absent running averages start at zeros of "
+                   "shape (D,).",
+        "frozen": "in 'test' mode leave bn_param['running_mean'] and bn_param['running_var'] unchanged.",
+    }
+
+    def cases(self, s):
+        cases = []
+
+        # 0: bn_param holds only the mode: default eps and momentum, running averages start at zero.
+        N, D = _dims(s)
+        arrays = dict(x=_features(s, N, D), **_affine_params(s, D))
+        cases.append(Case(steps=[Call(self.name, [arr("x"), arr("gamma"), arr("beta"), state("bn_param",
+                                                                                        mode=lit("train"))],
+                                      save=("out0", "cache"))],
+                          arrays=arrays, returns=("out0", "bn_param"),
+                          context={"kind": "train", "steps": 1, "eps": DEFAULT_EPS, "momentum": DEFAULT_MOMENTUM,
+                                   "start": None},
+                          label=shape_phrase(x=arrays["x"]) + _bn_param_phrase(mode="train")))
+
+        # 1: three training steps on one bn_param with its own eps and momentum and given running averages.
+        # Small spreads and a large eps make an eps outside the square root (or none) visible; a momentum
+        # away from 0.5 makes swapping momentum and 1 - momentum visible.
+        N, D = _dims(s)
+        eps = float(np.round(s.inputs.uniform(0.05, 0.2), 3))
+        momentum = float(np.round(s.inputs.uniform(0.6, 0.8), 2))
+        arrays = dict(**_affine_params(s, D), running_mean=s.inputs.normal(size=D),
+                      running_var=s.inputs.uniform(0.5, 2.0, size=D))
+        steps = []
+        for k in range(3):
+            arrays[f"x{k}"] = _features(s, N, D, scale=(0.2, 1.0))
+            param = state("bn_param", mode=lit("train"), eps=lit(eps), momentum=lit(momentum),
+                          running_mean=arr("running_mean"), running_var=arr("running_var")) if k == 0 \
+                else ref("bn_param")
+            steps.append(Call(self.name, [arr(f"x{k}"), arr("gamma"), arr("beta"), param], save=(f"out{k}", "cache")))
+        cases.append(Case(steps=steps, arrays=arrays, returns=("out0", "out1", "out2", "bn_param"),
+                          context={"kind": "train", "steps": 3, "eps": eps, "momentum": momentum, "start": True},
+                          label=shape_phrase(x=arrays["x0"]) + " after 3 training steps"
+                          + _bn_param_phrase(mode="train", eps=eps, momentum=momentum)
+                          + " and given running averages"))
+
+        # 2 and 3: test mode, on a batch whose own mean and variance are far from the running ones.
+        for eps in (None, float(np.round(s.inputs.uniform(0.05, 0.2), 3))):
+            N, D = _dims(s)
+            running_mean = s.inputs.normal(size=D)
+            running_var = s.inputs.uniform(0.2, 1.0, size=D)
+            shift = s.inputs.uniform(2.0, 4.0, size=D) * s.inputs.choice([-1.0, 1.0], size=D)
+            x = running_mean + shift + s.inputs.uniform(2.0, 4.0, size=D) * s.inputs.normal(size=(N, D))
+            arrays = dict(x=x, **_affine_params(s, D), running_mean=running_mean, running_var=running_var)
+            specs = dict(mode=lit("test"), running_mean=arr("running_mean"), running_var=arr("running_var"))
+            shown = {"mode": "test"}
+            if eps is not None:
+                specs["eps"] = lit(eps)
+                shown["eps"] = eps
+            cases.append(Case(steps=[Call(self.name, [arr("x"), arr("gamma"), arr("beta"),
+                                                      state("bn_param", **specs)], save=("out0", "cache"))],
+                              arrays=arrays, returns=("out0", "bn_param"),
+                              context={"kind": "test", "eps": DEFAULT_EPS if eps is None else eps},
+                              label=shape_phrase(x=x) + _bn_param_phrase(**shown) + " and running averages"))
+        return cases
+
+    def _running(self, case, out, key, expected):
+        bn_param = out.get("bn_param")
+        hint = self.hints["frozen" if case.context["kind"] == "test" else "running"]
+        if not isinstance(bn_param, dict) or bn_param.get(key) is None:
+            raise Failure(f"{self.name}: bn_param has no '{key}' after the call{case.label}.\nHint: {hint}")
+        got = expect_array(self.name, f"bn_param['{key}']", bn_param[key], expected.shape, case.label, hint)
+        expect_close(self.name, f"bn_param['{key}']", got, expected, SMOOTH, case.label, hint)
+
+    def check(self, case, out):
+        a, ctx = case.arrays, case.context
+        gamma, beta, eps = a["gamma"], a["beta"], ctx["eps"]
+        if ctx["kind"] == "test":
+            expected = R.batchnorm_test_forward(a["x"], gamma, beta, a["running_mean"], a["running_var"], eps=eps)
+            got = expect_array(self.name, "out", out["out0"], expected.shape, case.label, self.hints["test"])
+            expect_close(self.name, "out", got, expected, SMOOTH, case.label, self.hints["test"])
+            self._running(case, out, "running_mean", a["running_mean"])
+            self._running(case, out, "running_var", a["running_var"])
+            return
+        D = gamma.shape[0]
+        mean, var = (a["running_mean"], a["running_var"]) if ctx["start"] else (np.zeros(D), np.zeros(D))
+        for k in range(ctx["steps"]):
+            x = a[f"x{k}"] if ctx["start"] else a["x"]
+            expected = R.batchnorm_train_forward(x, gamma, beta, eps=eps)
+            quantity = "out" if ctx["steps"] == 1 else f"out of training step {k + 1}"
+            got = expect_array(self.name, quantity, out[f"out{k}"], expected.shape, case.label, self.hints["train"])
+            expect_close(self.name, quantity, got, expected, SMOOTH, case.label, self.hints["train"])
+            mean, var = R.running_stats_update(mean, var, x, momentum=ctx["momentum"])
+        self._running(case, out, "running_mean", mean)
+        self._running(case, out, "running_var", var)
+
+
+# --- backward passes: a training-mode forward, then the learner's backward -------------------
+
+class NormBackwardItem(Item):
+    """``forward(x, gamma, beta, param) -> (out, cache)`` then ``name(dout, cache) -> (dx, dgamma, dbeta)``."""
+
+    forward_name = ""
+    reference = None
+    make_x = None
+    hints: dict = {}
+
+    def param_specs(self, eps):
+        raise NotImplementedError
+
+    def cases(self, s):
+        cases = []
+        for index in range(3):
+            N, D = _dims(s)
+            # Case 1 uses its own eps (and smaller spreads, so that eps matters): a backward pass must use
+            # the eps of its forward pass, kept in the cache.
+            eps = float(np.round(s.inputs.uniform(0.05, 0.2), 3)) if index == 1 else None
+            x = type(self).make_x(s, N, D, scale=(0.2, 1.0) if index == 1 else (0.5, 3.0))
+            arrays = dict(x=x, **_affine_params(s, D))
+            arrays["dout"] = s.upstream.normal(size=(N, D))
+            steps = [Call(self.forward_name, [arr("x"), arr("gamma"), arr("beta"), self.param_specs(eps)],
+                          save=("out", "cache")),
+                     Call(self.name, [arr("dout"), ref("cache")], save=("dx", "dgamma", "dbeta"))]
+            label = shape_phrase(x=x) + (f" with eps={eps}" if eps is not None else "")
+            cases.append(Case(steps=steps, arrays=arrays, returns=("dx", "dgamma", "dbeta"),
+                              context={"eps": DEFAULT_EPS if eps is None else eps}, label=label))
+        return cases
+
+    def check(self, case, out):
+        inputs = {n: case.arrays[n] for n in ("x", "gamma", "beta")}
+        eps = case.context["eps"]
+        reference = type(self).reference
+        for grad_name, input_name in (("dx", "x"), ("dgamma", "gamma"), ("dbeta", "beta")):
+            def f(v, input_name=input_name):
+                return reference(**dict(inputs, **{input_name: v}), eps=eps)
+            expected = numerical_gradient_array(f, inputs[input_name].copy(), case.arrays["dout"])
+            hint = self.hints[grad_name]
+            got = expect_array(self.name, grad_name, out[grad_name], inputs[input_name].shape, case.label, hint)
+            expect_close(self.name, grad_name, got, expected, SMOOTH, case.label, hint)
+
+
+class BatchnormBackwardBase(NormBackwardItem):
+    forward_name = "batchnorm_forward"
+    reference = staticmethod(R.batchnorm_train_forward)
+    make_x = staticmethod(_features)
+
+    def param_specs(self, eps):
+        specs = dict(mode=lit("train"))
+        if eps is not None:
+            specs["eps"] = lit(eps)
+        return dict_of(mutable=True, **specs)
+
+
+@register(CHAPTER)
+class BatchnormBackward(BatchnormBackwardBase):
+    name = "batchnorm_backward"
+    hints = {"dx": "the mean and the variance depend on every row of x: besides dout * gamma / std, dx gets the "
+                   "gradients that flow back through the variance node and through the mean node (each summed over "
+                   "the batch, then spread back with 1/N).",
+             "dgamma": "dgamma = np.sum(dout * x_hat, axis=0), shape (D,): gamma multiplies x_hat in every row.",
+             "dbeta": "dbeta = np.sum(dout, axis=0), shape (D,): beta is added to every row."}
+
+
+@register(CHAPTER)
+class BatchnormBackwardAlt(BatchnormBackwardBase):
+    name = "batchnorm_backward_alt"
+    hints = {"dx": "dx = gamma / (N * std) * (N * dout - dout.sum(axis=0) - x_hat * (dout * x_hat).sum(axis=0)); "
+                   "all three terms are needed, and the sums run over the batch axis 0.",
+             "dgamma": "dgamma = np.sum(dout * x_hat, axis=0), shape (D,).",
+             "dbeta": "dbeta = np.sum(dout, axis=0), shape (D,)."}
+
+
+# --- layer norm -----------------------------------------------------------------------------
+
+@register(CHAPTER)
+class LayernormForward(Item):
+    name = "layernorm_forward"
+    hint = ("normalize every row (example) over its D features: mean and biased variance with axis=1 and "
+            "keepdims=True, x_hat = (x - mean) / np.sqrt(var + eps), out = gamma * x_hat + beta; eps comes from "
+            "ln_param (default 1e-5).")
+
+    def cases(self, s):
+        cases = []
+        for index in range(3):
+            N, D = _dims(s, d_range=(3, 7))
+            eps = float(np.round(s.inputs.uniform(0.05, 0.2), 3)) if index == 1 else None
+            x = _rows(s, N, D, scale=(0.2, 1.0) if index == 1 else (0.5, 3.0))
+            arrays = dict(x=x, **_affine_params(s, D))
+            param = dict_of(eps=lit(eps)) if eps is not None else dict_of()
+            cases.append(Case(steps=[Call(self.name, [arr("x"), arr("gamma"), arr("beta"), param],
+                                          save=("out", "cache"))],
+                              arrays=arrays, returns=("out",), context={"eps": DEFAULT_EPS if eps is None else eps},
+                              label=shape_phrase(x=x) + (f" with ln_param = {{'eps': {eps}}}" if eps is not None
+                                                         else " with ln_param = {}")))
+        return cases
+
+    def check(self, case, out):
+        a = case.arrays
+        expected = R.layernorm_forward(a["x"], a["gamma"], a["beta"], eps=case.context["eps"])
+        got = expect_array(self.name, "out", out["out"], expected.shape, case.label, self.hint)
+        expect_close(self.name, "out", got, expected, SMOOTH, case.label, self.hint)
+
+
+@register(CHAPTER)
+class LayernormBackward(NormBackwardItem):
+    name = "layernorm_backward"
+    forward_name = "layernorm_forward"
+    reference = staticmethod(R.layernorm_forward)
+    make_x = staticmethod(_rows)
+    hints = {"dx": "layer norm's mean and variance are per row: the two extra terms of dx sum over the features "
+                   "(axis=1, keepdims=True) and divide by D, the transpose of batch norm's.",
+             "dgamma": "gamma is shared by every row: dgamma = np.sum(dout * x_hat, axis=0), shape (D,).",
+             "dbeta": "beta is shared by every row: dbeta = np.sum(dout, axis=0), shape (D,)."}
+
+    def param_specs(self, eps):
+        return dict_of(eps=lit(eps)) if eps is not None else dict_of()
