@@ -42,6 +42,8 @@ def main():
     implementations = {
         "naive loops": (solution["conv_forward_naive"], solution["conv_backward_naive"]),
         "im2col": (solution["conv_forward_im2col"], solution["conv_backward_im2col"]),
+        "im2col float32": cnn_explorer.in_precision("float32", solution["conv_forward_im2col"],
+                                                    solution["conv_backward_im2col"]),
         "torch conv2d float64": cnn_explorer.torch_conv_pair("float64"),
         "torch conv2d float32": cnn_explorer.torch_conv_pair("float32"),
     }
@@ -55,9 +57,9 @@ def main():
     naive, fast = times["naive loops"], times["im2col"]
     print()
     print(f"naive / im2col: forward {naive[0] / fast[0]:.0f}x, backward {naive[1] / fast[1]:.0f}x")
-    for name in ("torch conv2d float64", "torch conv2d float32"):
-        ref = times[name]
-        print(f"im2col / {name}: forward {fast[0] / ref[0]:.1f}x, backward {fast[1] / ref[1]:.1f}x")
+    for mine, name in (("im2col", "torch conv2d float64"), ("im2col float32", "torch conv2d float32")):
+        ref, ours = times[name], times[mine]
+        print(f"{mine} / {name}: forward {ours[0] / ref[0]:.1f}x, backward {ours[1] / ref[1]:.1f}x")
 
 
 if __name__ == "__main__":

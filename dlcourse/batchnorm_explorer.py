@@ -69,12 +69,10 @@ def train_deep_net(net_loss, data, norm=None, after_relu=False, weight_scale=0.1
 
     Returns {"history": training history (with "val_acc" per epoch), "params", "norm_params",
     "final_loss": mean training loss of the last epoch (inf if training diverged), "train_acc", "val_acc"}.
-    The training set is cut to a multiple of ``batch_size`` so that every minibatch is full: a last batch of
-    a handful of examples would give batch norm very noisy statistics (try it: section 7 of the chapter).
+    Every minibatch is full (``drop_last``): a last batch of a handful of examples would give batch norm
+    very noisy statistics (try it: section 7 of the chapter).
     """
     X_train, y_train, X_val, y_val = data
-    n = len(X_train) - len(X_train) % batch_size if len(X_train) >= batch_size else len(X_train)
-    X_train, y_train = X_train[:n], y_train[:n]
     rng = _rng(rng)
     params = init_deep_net(X_train.shape[1], hidden_dims, int(y_train.max()) + 1, weight_scale,
                            normalized=norm is not None, rng=rng)
@@ -86,7 +84,8 @@ def train_deep_net(net_loss, data, norm=None, after_relu=False, weight_scale=0.1
 
     with np.errstate(all="ignore"):       # a badly scaled network without normalization may overflow: that is the point
         history = training.train(loss_and_grads, params, X_train, y_train, learning_rate=learning_rate,
-                                 epochs=epochs, batch_size=batch_size, rng=rng, progress=progress, desc=desc,
+                                 epochs=epochs, batch_size=batch_size, drop_last=True, rng=rng,
+                                 progress=progress, desc=desc,
                                  evaluate=lambda p: {"val_acc": accuracy(net_loss, p, X_val, y_val, **kw)})
     final = history["epoch_loss"][-1]
     return {"history": history, "params": params, "norm_params": norm_params,

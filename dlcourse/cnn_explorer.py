@@ -74,6 +74,17 @@ def torch_conv_pair(dtype="float64"):
     return forward, backward
 
 
+def in_precision(dtype, forward, backward):
+    """Your (forward, backward) pair run on inputs cast to ``dtype`` ("float32"), the cast timed too (as for torch)."""
+    def cast_forward(x, w, b, conv_param):
+        return forward(x.astype(dtype), w.astype(dtype), b.astype(dtype), conv_param)
+
+    def cast_backward(dout, cache):
+        return backward(dout.astype(dtype), cache)
+
+    return cast_forward, cast_backward
+
+
 def time_conv(implementations, x, w, b, conv_param, repeat=5, repeat_slow=1, slow=("naive loops",)):
     """{name: (forward seconds, backward seconds)} for each (forward, backward) pair.
 

@@ -14,10 +14,15 @@ from tqdm.auto import tqdm
 from .runtime import is_autograding
 
 
-def minibatches(n, batch_size, rng):
-    """Index arrays covering range(n) once in a random order, ``batch_size`` at a time (last one may be short)."""
+def minibatches(n, batch_size, rng, drop_last=False):
+    """Index arrays covering range(n) once in a random order, ``batch_size`` at a time.
+
+    The last one may be short, unless ``drop_last`` (then every batch is full and the
+    few examples left over sit out this epoch; the next shuffle gives them their turn).
+    """
     order = rng.permutation(n)
-    for start in range(0, n, batch_size):
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
         yield order[start:start + batch_size]
 
 
@@ -27,7 +32,7 @@ def gradient_step(w, dw, config):
 
 
 def train(loss_and_grads, params, X, y, *, learning_rate=0.1, epochs=10, batch_size=64, lr_decay=1.0,
-          update=None, config=None, evaluate=None, rng=0, progress=True, desc="training"):
+          update=None, config=None, evaluate=None, drop_last=False, rng=0, progress=True, desc="training"):
     """Train ``params`` in place with minibatches.
 
     loss_and_grads: callable (params, X_batch, y_batch) -> (loss, grads), grads keyed like params.
@@ -39,6 +44,7 @@ def train(loss_and_grads, params, X, y, *, learning_rate=0.1, epochs=10, batch_s
         the argument and multiplied by ``lr_decay`` after every epoch.
     evaluate: optional callable params -> {name: number}, called after every epoch (e.g. validation
         accuracy); its values are appended to the history under the same names.
+    drop_last: skip the last, incomplete minibatch of every epoch (batch norm wants full batches).
     Returns the history {"loss": loss of every step, "epoch_loss": mean loss of every epoch, ...}.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -48,7 +54,7 @@ def train(loss_and_grads, params, X, y, *, learning_rate=0.1, epochs=10, batch_s
     bar = tqdm(range(epochs), desc=desc, disable=not progress or is_autograding(), leave=False)
     for _ in bar:
         losses = []
-        for idx in minibatches(len(X), batch_size, rng):
+        for idx in minibatches(len(X), batch_size, rng, drop_last):
             loss, grads = loss_and_grads(params, X[idx], y[idx])
             missing = set(params) - set(grads)
             if missing:

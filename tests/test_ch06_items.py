@@ -516,6 +516,29 @@ def im2col_stride_tricks(x, HH, WW, stride, pad):
     return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(N * Ho * Wo, C * HH * WW)
 
 
+def im2col_channels_first_buffer(x, HH, WW, stride, pad):
+    """The nine slices copied into an (N, C, HH, WW, Ho, Wo) buffer, transposed at the end (a second copy)."""
+    N, C, H, W = x.shape
+    H_out, W_out = _out_size(H, W, HH, WW, stride, pad)
+    x_pad = _pad(x, pad)
+    cols = np.empty((N, C, HH, WW, H_out, W_out))
+    for kh in range(HH):
+        for kw in range(WW):
+            cols[:, :, kh, kw] = x_pad[:, :, kh:kh + stride * H_out:stride, kw:kw + stride * W_out:stride]
+    return cols.transpose(0, 4, 5, 1, 2, 3).reshape(N * H_out * W_out, C * HH * WW)
+
+
+def col2im_channels_first_buffer(cols, x_shape, HH, WW, stride, pad):
+    N, C, H, W = x_shape
+    H_out, W_out = _out_size(H, W, HH, WW, stride, pad)
+    windows = cols.reshape(N, H_out, W_out, C, HH, WW).transpose(0, 3, 4, 5, 1, 2)
+    x_pad = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
+    for kh in range(HH):
+        for kw in range(WW):
+            x_pad[:, :, kh:kh + stride * H_out:stride, kw:kw + stride * W_out:stride] += windows[:, :, kh, kw]
+    return x_pad[:, :, pad:pad + H, pad:pad + W]     # a view into the padded array: fine to return
+
+
 def col2im_add_at(cols, x_shape, HH, WW, stride, pad):
     N, C, H, W = x_shape
     H_out, W_out = _out_size(H, W, HH, WW, stride, pad)
@@ -605,6 +628,8 @@ ALTERNATIVES = {
     "loops over positions with tensordot, dict cache": {"conv_forward_naive": conv_forward_position_loops,
                                                         "conv_backward_naive": conv_backward_position_loops},
     "stride tricks and np.add.at": {"im2col": im2col_stride_tricks, "col2im": col2im_add_at},
+    "channels-first buffers, transposed at the end": {"im2col": im2col_channels_first_buffer,
+                                                       "col2im": col2im_channels_first_buffer},
     "cols recomputed in backward, list cache": {"conv_forward_im2col": conv_im2col_recompute_in_backward,
                                                 "conv_backward_im2col": conv_im2col_backward_recompute},
     "argmax cache, scalar loops": {"max_pool_forward_naive": pool_forward_argmax_cache,
