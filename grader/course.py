@@ -146,18 +146,16 @@ def _learner_copy(nb):
     return nb
 
 
-def release_assignment(root: Path, chapter: str, notebooks_dir: Path | None = NOTEBOOKS,
-                       refresh_given: bool = True) -> Path:
+def release_assignment(root: Path, chapter: str, notebooks_dir: Path | None = NOTEBOOKS) -> Path:
     """Generate the learner version of a chapter (nbgrader generate_assignment) and copy it to notebooks/.
 
-    First regenerates the chapter's code from earlier chapters (``solutions/<ch>/earlier_chapters.py``)
-    unless ``refresh_given`` is false (the tests release what is committed, to prove it is in sync).
+    First (re)writes the chapter's code from earlier chapters (``solutions/<ch>/earlier_chapters.py``,
+    generated, not committed), which nbgrader then releases with the notebook.
     Also publishes it to the exchange when the course has one.
     """
     _check_chapter(chapter)
     root = Path(root)
-    if refresh_given:
-        earlier_chapters.write_given_code(chapter, SOLUTIONS)
+    earlier_chapters.write_given_code(chapter, SOLUTIONS)
     _nbgrader(root, "generate_assignment", chapter, "--force")
     released = root / "release" / chapter
     if notebooks_dir is not None:
@@ -378,6 +376,8 @@ def autograde(root: Path, chapter: str, students=None, workers: int | None = Non
     root = Path(root)
     students = list(students) if students is not None else submitted_students(root, chapter)
     workers = max(1, workers or os.cpu_count() or 1)
+    # nbgrader grades with the source folder's copy of every data file, never a learner's.
+    earlier_chapters.write_given_code(chapter, SOLUTIONS)
     slots: Queue = Queue()
     for i in range(workers):
         slots.put(i)

@@ -5,13 +5,15 @@ chapter 02's affine layer and softmax loss). Its notebook says so with one impor
 
     from earlier_chapters import affine_forward, affine_backward, softmax_loss
 
-and the release step writes ``solutions/<chapter>/earlier_chapters.py`` from the
-answer cells (``grade_id: <name>_answer``) of the earlier chapters' solution
-notebooks: the worked solution is the single source, never a copy kept by hand.
-Functions those answers call are taken along. The file travels with the chapter:
-nbgrader releases it, and at grading time overwrites any submitted copy with it,
-so editing it gains a learner nothing. A chapter is never given its own graded
-functions (``check_given_code`` enforces it).
+and ``course release`` (and ``course autograde``) write
+``solutions/<chapter>/earlier_chapters.py`` from the answer cells
+(``grade_id: <name>_answer``) of the earlier chapters' solution notebooks: the
+worked solution is the single source, never a copy kept by hand, and the file in
+solutions/ is not committed. Functions those answers call are taken along. The
+file travels with the chapter: nbgrader releases it (so notebooks/ has the
+learners' copy), and at grading time puts the source folder's copy in place of
+any submitted one, so editing it gains a learner nothing. A chapter is never
+given its own graded functions (``given_code_problems`` says so).
 """
 from __future__ import annotations
 
@@ -119,21 +121,14 @@ def write_given_code(chapter, solutions: Path | None = None) -> Path | None:
     return path
 
 
-def check_given_code(chapter, graded: set[str], solutions: Path | None = None) -> list[str]:
-    """Problems with a chapter's given code: out of date, or defining a function the chapter grades."""
-    solutions = Path(solutions or _solutions_dir())
-    path = solutions / chapter / FILENAME
-    expected = generate(chapter, solutions)
-    problems = []
-    if expected is None:
-        if path.exists():
-            problems.append(f"{path} exists but the chapter imports nothing from {MODULE}")
-        return problems
-    if not path.is_file() or path.read_text() != expected:
-        problems.append(f"{path} is out of date: run `make release`")
-    defined = {node.name for node in ast.parse(expected).body
-               if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+def given_code_problems(chapter, graded: set[str], solutions: Path | None = None) -> list[str]:
+    """Why a chapter's given code cannot be made, or would hand the chapter its own graded functions."""
+    try:
+        text = generate(chapter, solutions)
+    except (KeyError, SyntaxError) as exc:
+        return [str(exc)]
+    if text is None:
+        return []
+    defined = {node.name for node in ast.parse(text).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     leaked = sorted(defined & graded)
-    if leaked:
-        problems.append(f"{chapter} would be given its own graded functions {leaked}")
-    return problems
+    return [f"{chapter} would be given its own graded functions {leaked}"] if leaked else []

@@ -36,15 +36,17 @@ def solution_namespace(path) -> dict:
     """Execute only the answer cells of a solution notebook and return their namespace.
 
     Answer cells are self-contained function definitions (they may use ``np`` and
-    what the chapter imports from earlier chapters, ``earlier_chapters.py`` next to
-    the notebook), so the project's tests can grade the reference solutions in-process.
+    what the chapter imports from earlier chapters, generated afresh from their
+    solution notebooks), so the project's tests can grade the reference solutions in-process.
     """
     nb = read(path)
     namespace: dict = {}
     exec("import numpy as np", namespace)
-    given = Path(path).parent / "earlier_chapters.py"
-    if given.is_file():
-        exec(compile(given.read_text(), str(given), "exec"), namespace)
+    from .earlier_chapters import generate
+
+    given = generate(Path(path).parent.name, Path(path).parent.parent)
+    if given:
+        exec(compile(given, f"{Path(path).parent.name}/earlier_chapters.py", "exec"), namespace)
     for cell in nb.cells:
         if cell.cell_type == "code" and nb_meta(cell).get("solution"):
             exec(compile(cell.source, f"{Path(path).name}:{nb_meta(cell).get('grade_id')}", "exec"), namespace)

@@ -75,7 +75,7 @@ def released_course(tmp_path_factory):
     root, exchange, notebooks = base / "course", base / "exchange", base / "notebooks"
     course.init_course(root, exchange)
     for chapter in course.chapters():
-        course.release_assignment(root, chapter, notebooks, refresh_given=False)
+        course.release_assignment(root, chapter, notebooks)
     return {"root": root, "exchange": exchange, "notebooks": notebooks, "base": base}
 
 

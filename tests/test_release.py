@@ -37,12 +37,21 @@ def test_committed_notebooks_match_a_fresh_release(released_course, chapter):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_code_from_earlier_chapters_is_generated_from_their_solutions(chapter):
-    from grader.earlier_chapters import check_given_code
+def test_code_from_earlier_chapters_never_includes_the_chapters_own_graded_functions(chapter):
+    from grader.earlier_chapters import given_code_problems
     from grader.items import chapter_items
 
-    problems = check_given_code(chapter, set(chapter_items(chapter)))
+    problems = given_code_problems(chapter, set(chapter_items(chapter)))
     assert not problems, "\n".join(problems)
+
+
+def test_given_code_that_would_leak_a_graded_function_is_reported(tmp_path):
+    from grader.earlier_chapters import given_code_problems
+
+    solutions = _fake_solutions(tmp_path, {"01_a": [("def f(x):\n    return x", "f_answer")],
+                                           "02_b": [("from earlier_chapters import f", None)]})
+    assert given_code_problems("02_b", {"f"}, solutions) == ["02_b would be given its own graded functions ['f']"]
+    assert given_code_problems("02_b", {"g"}, solutions) == []
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

@@ -8,7 +8,7 @@ import csv
 import nbformat
 import pytest
 
-from grader import course
+from grader import course, earlier_chapters
 
 from conftest import answer_sources, learner_notebook, nbgrader_as_learner, put_submission
 
@@ -51,7 +51,7 @@ def test_released_notebook_runs_top_to_bottom_and_scores_zero(released_course, c
     assert not unexpected, f"the released notebook fails for reasons other than unwritten stubs: {unexpected}"
 
 
-GIVEN_CODE_CHAPTERS = [ch for ch in CHAPTERS if (course.SOLUTIONS / ch / "earlier_chapters.py").is_file()]
+GIVEN_CODE_CHAPTERS = [ch for ch in CHAPTERS if earlier_chapters.generate(ch) is not None]
 
 
 @pytest.mark.parametrize("chapter", GIVEN_CODE_CHAPTERS[:1])
