@@ -132,3 +132,16 @@ def given_code_problems(chapter, graded: set[str], solutions: Path | None = None
     defined = {node.name for node in ast.parse(text).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     leaked = sorted(defined & graded)
     return [f"{chapter} would be given its own graded functions {leaked}"] if leaked else []
+
+
+def main():
+    """Write every chapter's given code into solutions/ (so the solution notebooks run as they are)."""
+    from .course import SOLUTIONS, chapters
+
+    for chapter in chapters():
+        if write_given_code(chapter, SOLUTIONS):
+            print(f"solutions/{chapter}/{FILENAME} written from earlier chapters' solutions")
+
+
+if __name__ == "__main__":
+    main()
