@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from . import graph_drawing
+from . import graph_drawing, runtime
 
 
 def add_multiply_explorer():
@@ -20,7 +20,7 @@ def add_multiply_explorer():
         plt.show()
 
     slider = dict(min=-5.0, max=5.0, step=0.5, continuous_update=False)
-    return widgets.interact(show, x=widgets.FloatSlider(value=1.5, **slider),
+    return runtime.interact(show, x=widgets.FloatSlider(value=1.5, **slider),
                             y=widgets.FloatSlider(value=-4.0, **slider), z=widgets.FloatSlider(value=3.0, **slider))
 
 
@@ -40,7 +40,7 @@ def chain_explorer(stages, your_function=None, value_names=None, x_range=(-1.0, 
         graph_drawing.draw_traced_chain(x0, stages, title=heading, value_names=value_names)
         plt.show()
 
-    return widgets.interact(show, x0=widgets.FloatSlider(value=x0, min=x_range[0], max=x_range[1], step=0.05,
+    return runtime.interact(show, x0=widgets.FloatSlider(value=x0, min=x_range[0], max=x_range[1], step=0.05,
                                                          continuous_update=False, description="x"))
 
 
@@ -95,7 +95,7 @@ def vanishing_gradient_explorer(activations, affine, depth=10, weight_scale=1.0)
         plot_gradient_norms(norms, title=f"{depth} layers, weights ~ N(0, ({weight_scale:.2f}/√64)²)")
         plt.show()
 
-    return widgets.interact(
+    return runtime.interact(
         show,
         depth=widgets.IntSlider(value=depth, min=2, max=30, continuous_update=False, description="depth"),
         weight_scale=widgets.FloatSlider(value=weight_scale, min=0.25, max=4.0, step=0.25, continuous_update=False,
@@ -116,7 +116,7 @@ def learning_rate_explorer(train, learning_rate=0.5, title="Training loss"):
         ax.grid(alpha=0.3)
         plt.show()
 
-    return widgets.interact(show, learning_rate=widgets.FloatLogSlider(value=learning_rate, base=10, min=-3, max=1,
+    return runtime.interact(show, learning_rate=widgets.FloatLogSlider(value=learning_rate, base=10, min=-3, max=1,
                                                                        step=0.25, continuous_update=False,
                                                                        description="learning rate"))
 

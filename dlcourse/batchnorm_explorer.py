@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from . import training
+from . import runtime, training
 from .runtime import budget
 
 HIDDEN_DIMS = (64, 64, 64, 64, 64)
@@ -192,7 +192,7 @@ def preactivation_explorer(affine_forward, relu_forward, batchnorm_forward, X, w
                                           f"(x axes differ: read the std)")
         plt.show()
 
-    return widgets.interact(show, weight_scale=widgets.FloatLogSlider(
+    return runtime.interact(show, weight_scale=widgets.FloatLogSlider(
         value=weight_scale, base=10, min=-3, max=0.5, step=0.25, continuous_update=False, description="weight scale"))
 
 
@@ -227,7 +227,7 @@ def placement_explorer(train_variant, variants, weight_scale=0.1, learning_rate=
         plt.show()
 
     log_slider = dict(base=10, step=0.25, continuous_update=False)
-    return widgets.interact(
+    return runtime.interact(
         show,
         weight_scale=widgets.FloatLogSlider(value=weight_scale, min=-3, max=0.5, description="weight scale",
                                             **log_slider),
@@ -270,7 +270,7 @@ def batch_dependence_explorer(norms, X, example=0, feature=0, batch_size=8):
         ax.figure.tight_layout()
         plt.show()
 
-    return widgets.interact(show, batch_size=widgets.IntSlider(value=batch_size, min=2, max=128, step=1,
+    return runtime.interact(show, batch_size=widgets.IntSlider(value=batch_size, min=2, max=128, step=1,
                                                                continuous_update=False, description="batch size"))
 
 

@@ -10,7 +10,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import training
+from . import runtime, training
 from .backprop_explorer import best_time
 
 
@@ -188,7 +188,7 @@ def receptive_field_explorer():
         fig.tight_layout()
         plt.show()
 
-    return widgets.interact(show, schedule=widgets.Dropdown(options=list(SCHEDULES), value=list(SCHEDULES)[1],
+    return runtime.interact(show, schedule=widgets.Dropdown(options=list(SCHEDULES), value=list(SCHEDULES)[1],
                                                             description="schedule", layout={"width": "480px"}))
 
 
@@ -231,7 +231,7 @@ def relu_manifold_explorer(n=2):
         fig.tight_layout()
         plt.show()
 
-    return widgets.interact(show, n=widgets.IntSlider(value=n, min=2, max=30, continuous_update=False,
+    return runtime.interact(show, n=widgets.IntSlider(value=n, min=2, max=30, continuous_update=False,
                                                       description="n"))
 
 

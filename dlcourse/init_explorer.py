@@ -14,6 +14,8 @@ from __future__ import annotations
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
+
+from . import runtime
 from matplotlib.ticker import MaxNLocator
 
 N_INPUTS, WIDTH, DEPTH = 1000, 100, 5
@@ -210,7 +212,7 @@ def activation_explorer(layer_activations, initializers, activation="tanh", dept
         _show_row(values, activation, f"{activation} activations, weights {label}, "
                   f"{x.shape[0]} inputs x {x.shape[1]} units", f"{activation} output")
 
-    return widgets.interact(show, **_controls(initializers, activation, depth))
+    return runtime.interact(show, **_controls(initializers, activation, depth))
 
 
 def gradient_explorer(initializers, layers, affine, activation="tanh", depth=DEPTH):
@@ -228,7 +230,7 @@ def gradient_explorer(initializers, layers, affine, activation="tanh", depth=DEP
         _show_row(grads, "gradient", f"Gradients at each layer's input ({activation}, weights {label})",
                   "dL/d(layer input)")
 
-    return widgets.interact(show, **_controls(initializers, activation, depth))
+    return runtime.interact(show, **_controls(initializers, activation, depth))
 
 
 # --- symmetry ------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
+
+from . import runtime
 from matplotlib.colors import Normalize
 
 # --- dropout at train and test time ---------------------------------------------------------------
@@ -89,7 +91,7 @@ def update_rule_explorer(rules, start=(-4.6, -2.1), steps=60):
         plot_paths(paths, title=f"{steps} steps, learning rates x {lr_multiplier:.2g}")
         plt.show()
 
-    return widgets.interact(
+    return runtime.interact(
         show,
         lr_multiplier=widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.1, continuous_update=False,
                                              description="lr x"),
@@ -188,7 +190,7 @@ def regularization_explorer(run, dropout_rates, weight_decays, patience=20):
         axes[0].figure.tight_layout()
         plt.show()
 
-    return widgets.interact(
+    return runtime.interact(
         show,
         dropout_p=widgets.SelectionSlider(options=list(dropout_rates), value=dropout_rates[0],
                                           continuous_update=False, description="dropout p"),

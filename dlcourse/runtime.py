@@ -12,3 +12,17 @@ def is_autograding() -> bool:
 def budget(full, autograde):
     """``full`` interactively, ``autograde`` under the autograder (training cells shrink there)."""
     return autograde if is_autograding() else full
+
+
+def interact(show, **controls):
+    """``ipywidgets.interact(show, **controls)``, the explorers' one way to put up sliders.
+
+    Under the autograder nobody moves a slider, so ``show`` just runs once with every
+    control's starting value: the same picture, without widget traffic to the grader.
+    """
+    if is_autograding():
+        show(**{name: control.value for name, control in controls.items()})
+        return None
+    import ipywidgets
+
+    return ipywidgets.interact(show, **controls)

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import plots
+from . import plots, runtime
 from .runtime import is_autograding
 
 
@@ -64,7 +64,7 @@ def any_line_explorer(X, y):
         plots.plot_decision_boundary(predict, X, y, ax=ax, title=f"One line: accuracy {accuracy:.0%}", resolution=120)
         plt.show()
 
-    return widgets.interact(
+    return runtime.interact(
         show,
         angle=widgets.FloatSlider(value=30.0, min=0.0, max=180.0, step=5.0, description="angle (deg)",
                                   continuous_update=False),
@@ -145,7 +145,7 @@ def hand_built_network(mlp_forward, X, y, params=None):
                                    continuous_update=False)
 
     W1, b1 = params["W1"], params["b1"]
-    return widgets.interact(show, w11=slider(W1[0, 0], "W1[0,0]"), w21=slider(W1[1, 0], "W1[1,0]"),
+    return runtime.interact(show, w11=slider(W1[0, 0], "W1[0,0]"), w21=slider(W1[1, 0], "W1[1,0]"),
                             b1_1=slider(b1[0], "b1[0]"), w12=slider(W1[0, 1], "W1[0,1]"),
                             w22=slider(W1[1, 1], "W1[1,1]"), b1_2=slider(b1[1], "b1[1]"))
 
@@ -167,7 +167,7 @@ def softmax_temperature(softmax, logits=(2.0, 1.0, 0.2, -1.0)):
         fig.tight_layout()
         plt.show()
 
-    return widgets.interact(show, T=widgets.FloatLogSlider(value=1.0, base=10, min=-1.5, max=1.5, step=0.05,
+    return runtime.interact(show, T=widgets.FloatLogSlider(value=1.0, base=10, min=-1.5, max=1.5, step=0.05,
                                                            description="T", continuous_update=False))
 
 
