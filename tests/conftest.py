@@ -1,4 +1,4 @@
-"""Shared fixtures: a throw-away course folder with both chapters released, and fake learners."""
+"""Shared fixtures: a throw-away course folder with every chapter released, and fake learners."""
 from __future__ import annotations
 
 import os
@@ -70,21 +70,10 @@ def nbgrader_as_learner(workdir: Path, exchange: Path, *args):
 
 @pytest.fixture(scope="session")
 def released_course(tmp_path_factory):
-    """A course folder (with an exchange) where both chapters are released; notebooks go to a temp copy."""
+    """A course folder (with an exchange) where every chapter is released; notebooks go to a temp copy."""
     base = tmp_path_factory.mktemp("course")
     root, exchange, notebooks = base / "course", base / "exchange", base / "notebooks"
     course.init_course(root, exchange)
     for chapter in course.chapters():
         course.release_assignment(root, chapter, notebooks)
     return {"root": root, "exchange": exchange, "notebooks": notebooks, "base": base}
-
-
-def grade_chapter(chapter, namespace, seed):
-    """Every item of a chapter graded in-process against ``namespace``: {item: Verdict}."""
-    import warnings
-
-    from grader.items import chapter_items, grade_in_process
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)     # overflowing wrong answers are expected to warn
-        return {name: grade_in_process(name, namespace, chapter, seed=seed) for name in chapter_items(chapter)}

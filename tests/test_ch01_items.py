@@ -17,7 +17,8 @@ import pytest
 from grader.items import chapter_items
 from grader.notebooks import solution_namespace
 
-from conftest import grade_chapter, solution_notebook
+from chapter_proofs import grade_chapter
+from conftest import solution_notebook
 
 pytestmark = pytest.mark.ch01
 

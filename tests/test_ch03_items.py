@@ -17,30 +17,13 @@ import pytest
 from grader.cases import Streams
 from grader.items import chapter_items
 from grader.items import ch03_initialization as items_module
-from grader.notebooks import solution_namespace
 
-from conftest import grade_chapter, solution_notebook
+from chapter_proofs import chapter_proofs
 
 pytestmark = pytest.mark.ch03
 
 CHAPTER = "03_initialization"
-NOTEBOOK = solution_notebook(CHAPTER)
 ITEMS = chapter_items(CHAPTER)
-SEEDS = [0, 1, 2, 3, 4]
-WRONG_SEEDS = [11, 12]
-
-
-@pytest.fixture(scope="module")
-def solution():
-    return solution_namespace(NOTEBOOK)
-
-
-def grade_all(namespace, seed):
-    return grade_chapter(CHAPTER, namespace, seed)
-
-
-def has_hints(item):
-    return bool(getattr(item, "hint", "") or getattr(item, "hints", {}))
 
 
 def _sigmoid(x):
@@ -246,7 +229,6 @@ WRONG = {
                             (tanh_net_dw2_transposed, "dW2 has shape"), (tanh_net_summed_loss, "loss"),
                             (tanh_net_no_one_hot, "dW"), (tanh_net_breaks_symmetry, "identical gradients")],
 }
-WRONG_CASES = [(item, fn, fragment) for item, fns in WRONG.items() for fn, fragment in fns]
 
 
 # --- alternative correct implementations ---------------------------------------------------
@@ -331,47 +313,10 @@ ALTERNATIVES = {
     "one example at a time": {"two_layer_tanh_loss": tanh_net_loops},
 }
 
+globals().update(chapter_proofs(CHAPTER, WRONG, ALTERNATIVES))   # the standard proofs: tests/chapter_proofs.py
+
 
 # --- tests -----------------------------------------------------------------------------------
-
-def test_solution_notebook_defines_every_graded_function(solution):
-    missing = [name for name in ITEMS if not callable(solution.get(name))]
-    assert not missing, f"the solution notebook defines no {missing}"
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_solutions_score_full_marks(solution, seed):
-    failed = {name: v.message for name, v in grade_all(solution, seed).items() if not v.passed}
-    assert not failed, f"seed {seed}: the solution fails {failed}"
-
-
-def test_every_item_has_at_least_three_wrong_implementations():
-    thin = [item for item in ITEMS if len(WRONG.get(item, [])) < 3]
-    assert not thin, f"items with fewer than three wrong implementations: {thin}"
-
-
-@pytest.mark.parametrize("item, wrong, fragment", WRONG_CASES,
-                         ids=[f"{item}-{fn.__name__}" for item, fn, _ in WRONG_CASES])
-def test_wrong_implementation_loses_only_its_own_item(solution, item, wrong, fragment):
-    namespace = dict(solution, **{item: wrong})
-    for seed in WRONG_SEEDS:
-        verdicts = grade_all(namespace, seed)
-        verdict = verdicts[item]
-        assert not verdict.passed, f"seed {seed}: {wrong.__name__} passes {item}"
-        assert verdict.message.startswith(f"{item}:"), verdict.message
-        if has_hints(ITEMS[item]):
-            assert "Hint" in verdict.message, f"no hint in: {verdict.message}"
-        assert fragment in verdict.message, f"{wrong.__name__}: expected {fragment!r} in: {verdict.message}"
-        others = {name: v.message for name, v in verdicts.items() if name != item and not v.passed}
-        assert not others, f"seed {seed}: replacing {item} with {wrong.__name__} also fails {others}"
-
-
-@pytest.mark.parametrize("label", list(ALTERNATIVES))
-def test_alternative_correct_implementation_scores_full_marks(solution, label):
-    namespace = dict(solution, **ALTERNATIVES[label])
-    for seed in SEEDS[:3]:
-        failed = {name: v.message for name, v in grade_all(namespace, seed).items() if not v.passed}
-        assert not failed, f"{label}, seed {seed}: {failed}"
 
 
 @pytest.mark.parametrize("name", ["xavier_init", "he_init"])

@@ -13,33 +13,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.items import chapter_items
 from grader.items import ch05_dropout_regularization as items
-from grader.notebooks import solution_namespace
 from grader.references import ch05_dropout_regularization as R
 
-from conftest import grade_chapter, solution_notebook
+from chapter_proofs import chapter_proofs
 
 pytestmark = pytest.mark.ch05
 
 CHAPTER = "05_dropout_regularization"
-NOTEBOOK = solution_notebook(CHAPTER)
-ITEMS = chapter_items(CHAPTER)
-SEEDS = [0, 1, 2, 3, 4]
-WRONG_SEEDS = [11, 12]
-
-
-@pytest.fixture(scope="module")
-def solution():
-    return solution_namespace(NOTEBOOK)
-
-
-def grade_all(namespace, seed):
-    return grade_chapter(CHAPTER, namespace, seed)
-
-
-def has_hints(item):
-    return bool(getattr(item, "hint", "") or getattr(item, "hints", {}))
 
 
 def _rng(param):
@@ -275,7 +256,6 @@ WRONG = {
              adam_epsilon_inside_sqrt],
     "adamw": [adamw_as_l2, adamw_decay_not_scaled_by_learning_rate, adamw_without_decay, adamw_decays_the_updated_w],
 }
-WRONG_CASES = [(item, fn) for item, fns in WRONG.items() for fn in fns]
 
 
 # --- alternative correct implementations -----------------------------------------------------------
@@ -372,45 +352,10 @@ ALTERNATIVES = {
     "in-place decay first": {"adamw": adamw_decay_in_place_first},
 }
 
+globals().update(chapter_proofs(CHAPTER, WRONG, ALTERNATIVES))   # the standard proofs: tests/chapter_proofs.py
+
 
 # --- tests -------------------------------------------------------------------------------------------
-
-def test_solution_notebook_defines_every_graded_function(solution):
-    missing = [name for name in ITEMS if not callable(solution.get(name))]
-    assert not missing, f"the solution notebook defines no {missing}"
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_solutions_score_full_marks(solution, seed):
-    failed = {name: v.message for name, v in grade_all(solution, seed).items() if not v.passed}
-    assert not failed, f"seed {seed}: the solution fails {failed}"
-
-
-def test_every_item_has_at_least_three_wrong_implementations():
-    thin = [item for item in ITEMS if len(WRONG.get(item, [])) < 3]
-    assert not thin, f"items with fewer than three wrong implementations: {thin}"
-
-
-@pytest.mark.parametrize("item, wrong", WRONG_CASES, ids=[f"{item}-{fn.__name__}" for item, fn in WRONG_CASES])
-def test_wrong_implementation_loses_only_its_own_item(solution, item, wrong):
-    namespace = dict(solution, **{item: wrong})
-    for seed in WRONG_SEEDS:
-        verdicts = grade_all(namespace, seed)
-        verdict = verdicts[item]
-        assert not verdict.passed, f"seed {seed}: {wrong.__name__} passes {item}"
-        assert verdict.message.startswith(f"{item}:"), verdict.message
-        if has_hints(ITEMS[item]):
-            assert "Hint" in verdict.message, f"no hint in: {verdict.message}"
-        others = {name: v.message for name, v in verdicts.items() if name != item and not v.passed}
-        assert not others, f"seed {seed}: replacing {item} with {wrong.__name__} also fails {others}"
-
-
-@pytest.mark.parametrize("label", list(ALTERNATIVES))
-def test_alternative_correct_implementation_scores_full_marks(solution, label):
-    namespace = dict(solution, **ALTERNATIVES[label])
-    for seed in SEEDS[:3]:
-        failed = {name: v.message for name, v in grade_all(namespace, seed).items() if not v.passed}
-        assert not failed, f"{label}, seed {seed}: {failed}"
 
 
 @pytest.mark.parametrize("rule", list(R.NUMPY_RULES))

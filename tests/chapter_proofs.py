@@ -1,0 +1,91 @@
+"""The proofs every chapter's hidden tests owe (shared/DESIGN.md section 8), written once.
+
+A chapter's test module (tests/test_chNN_items.py) lists the typical wrong implementations of
+each graded function and some alternative correct ones, then takes these tests::
+
+    globals().update(chapter_proofs(CHAPTER, WRONG, ALTERNATIVES))
+
+- the solution notebook defines every graded function and scores full marks on several seeds;
+- every item has at least three typical wrong implementations, and each one loses exactly its
+  own item, with a message that names the function (and a hint where the item has hints);
+- alternative correct implementations get full marks.
+
+WRONG maps an item to functions, or to (function, fragment) pairs when the message must also
+contain ``fragment``; ALTERNATIVES maps a label to {item: function}. The module also gets the
+``solution`` fixture (the solution notebook's namespace) and ``grade_all(namespace, seed)``.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from grader.items import chapter_items, grade_in_process
+from grader.notebooks import solution_namespace
+
+from conftest import solution_notebook
+
+SEEDS = (0, 1, 2, 3, 4)
+WRONG_SEEDS = (11, 12)
+
+
+def has_hints(item):
+    return bool(getattr(item, "hint", "") or getattr(item, "hints", {}))
+
+
+def grade_chapter(chapter, namespace, seed):
+    """Every item of a chapter graded in-process against ``namespace``: {item: Verdict}."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # overflowing wrong answers are expected to warn
+        return {name: grade_in_process(name, namespace, chapter, seed=seed) for name in chapter_items(chapter)}
+
+
+def chapter_proofs(chapter, wrong, alternatives):
+    """{name: test function or fixture} for a test module's globals."""
+    items = chapter_items(chapter)
+    wrong_cases = [(item, *(fn if isinstance(fn, tuple) else (fn, ""))) for item, fns in wrong.items() for fn in fns]
+
+    @pytest.fixture(scope="module")
+    def solution():
+        return solution_namespace(solution_notebook(chapter))
+
+    def grade_all(namespace, seed):
+        return grade_chapter(chapter, namespace, seed)
+
+    def test_solution_notebook_defines_every_graded_function(solution):
+        missing = [name for name in items if not callable(solution.get(name))]
+        assert not missing, f"the solution notebook defines no {missing}"
+
+    @pytest.mark.parametrize("seed", SEEDS)
+    def test_solutions_score_full_marks(solution, seed):
+        failed = {name: v.message for name, v in grade_all(solution, seed).items() if not v.passed}
+        assert not failed, f"seed {seed}: the solution fails {failed}"
+
+    def test_every_item_has_at_least_three_wrong_implementations():
+        thin = [item for item in items if len(wrong.get(item, [])) < 3]
+        assert not thin, f"items with fewer than three wrong implementations: {thin}"
+
+    @pytest.mark.parametrize("item, wrong_fn, fragment", wrong_cases,
+                             ids=[f"{item}-{fn.__name__}" for item, fn, _ in wrong_cases])
+    def test_wrong_implementation_loses_only_its_own_item(solution, item, wrong_fn, fragment):
+        namespace = dict(solution, **{item: wrong_fn})
+        for seed in WRONG_SEEDS:
+            verdicts = grade_all(namespace, seed)
+            verdict = verdicts[item]
+            assert not verdict.passed, f"seed {seed}: {wrong_fn.__name__} passes {item}"
+            assert verdict.message.startswith(f"{item}:"), verdict.message
+            if has_hints(items[item]):
+                assert "Hint" in verdict.message, f"no hint in: {verdict.message}"
+            assert fragment in verdict.message, f"{wrong_fn.__name__}: expected {fragment!r} in: {verdict.message}"
+            others = {name: v.message for name, v in verdicts.items() if name != item and not v.passed}
+            assert not others, f"seed {seed}: replacing {item} with {wrong_fn.__name__} also fails {others}"
+
+    @pytest.mark.parametrize("label", list(alternatives))
+    def test_alternative_correct_implementation_scores_full_marks(solution, label):
+        namespace = dict(solution, **alternatives[label])
+        for seed in SEEDS[:3]:
+            failed = {name: v.message for name, v in grade_all(namespace, seed).items() if not v.passed}
+            assert not failed, f"{label}, seed {seed}: {failed}"
+
+    return {name: value for name, value in locals().items() if name.startswith("test_")} | {
+        "solution": solution, "grade_all": grade_all}
