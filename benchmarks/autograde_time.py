@@ -39,7 +39,7 @@ def main():
             start = time.perf_counter()
             [run] = course.autograde(root, chapter, ["bench"], workers=1)
             row = next(r for r in course.results(root, chapter) if r.student == "bench")
-            print(f"  {chapter:<14} {time.perf_counter() - start:6.1f} s   score {row.score:g}/{row.max_score:g}"
+            print(f"  {chapter:<26} {time.perf_counter() - start:6.1f} s   score {row.score:g}/{row.max_score:g}"
                   f"   {'ok' if run.ok else run.error}")
 
         chapter = args.chapter
