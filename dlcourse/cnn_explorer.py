@@ -85,6 +85,28 @@ def in_precision(dtype, forward, backward):
     return cast_forward, cast_backward
 
 
+def conv_implementations(naive, fast, with_torch=True):
+    """{name: (forward, backward)} to time: your naive and im2col pairs, im2col on float32 inputs and,
+    ``with_torch``, PyTorch's conv2d in float64 and float32 (importing torch costs a few seconds)."""
+    implementations = {"naive loops": naive, "im2col": fast, "im2col float32": in_precision("float32", *fast)}
+    if with_torch:
+        implementations.update({"torch float64": torch_conv_pair("float64"),
+                                "torch float32": torch_conv_pair("float32")})
+    return implementations
+
+
+def conv_speed_report(times):
+    """Text: every implementation's times (``time_conv``'s result), then the ratios the chapter quotes."""
+    lines = [f"{name:<15} forward {f * 1e3:9.2f} ms   backward {b * 1e3:9.2f} ms" for name, (f, b) in times.items()]
+    pairs = [("naive loops", "im2col", "{:.0f}x"), ("im2col", "torch float64", "{:.1f}x"),
+             ("im2col float32", "torch float32", "{:.1f}x")]
+    for slow, fast, fmt in pairs:
+        if slow in times and fast in times:
+            (sf, sb), (ff, fb) = times[slow], times[fast]
+            lines.append(f"{slow} / {fast}: forward {fmt.format(sf / ff)}, backward {fmt.format(sb / fb)}")
+    return "\n".join(lines)
+
+
 def time_conv(implementations, x, w, b, conv_param, repeat=5, repeat_slow=1, slow=("naive loops",)):
     """{name: (forward seconds, backward seconds)} for each (forward, backward) pair.
 
