@@ -3,8 +3,6 @@ the explorers run *your* forward and backward functions.
 """
 from __future__ import annotations
 
-import time
-
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
@@ -120,15 +118,6 @@ def learning_rate_explorer(train, learning_rate=0.5, title="Training loss"):
                                                                        step=0.25, continuous_update=False,
                                                                        description="learning rate"))
 
-
-def best_time(fn, repeat=3):
-    """The fastest of ``repeat`` wall-clock timings of fn(), in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def plot_gradient_costs(sizes, costs, ax=None, title="Cost of one gradient", ylabel="seconds"):

@@ -11,8 +11,6 @@ returning class scores when ``y`` is None and ``(loss, grads)`` otherwise; ``nor
 """
 from __future__ import annotations
 
-import time
-
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,16 +22,12 @@ from .runtime import budget
 HIDDEN_DIMS = (64, 64, 64, 64, 64)
 
 
-def _rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
 def init_deep_net(input_dim, hidden_dims, num_classes, weight_scale, normalized=False, rng=0):
     """Parameters W1, b1, ..., W{L+1}, b{L+1} of affine layers with Gaussian weights of std ``weight_scale``.
 
     With ``normalized``, every hidden layer i also gets gamma{i} = 1 and beta{i} = 0 (shape (H_i,)).
     """
-    rng = _rng(rng)
+    rng = np.random.default_rng(rng)
     dims = [input_dim, *hidden_dims, num_classes]
     params = {}
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
@@ -73,7 +67,7 @@ def train_deep_net(net_loss, data, norm=None, after_relu=False, weight_scale=0.1
     very noisy statistics (try it: section 7 of the chapter).
     """
     X_train, y_train, X_val, y_val = data
-    rng = _rng(rng)
+    rng = np.random.default_rng(rng)
     params = init_deep_net(X_train.shape[1], hidden_dims, int(y_train.max()) + 1, weight_scale,
                            normalized=norm is not None, rng=rng)
     norm_params = [{"mode": "train"} for _ in hidden_dims] if norm is not None else None
@@ -137,7 +131,7 @@ def preactivations(affine_forward, relu_forward, batchnorm_forward, X, weight_sc
     Returns {"without BN": [z_1, ..., z_depth], "with BN, before BN": [...], "with BN, after BN": [...]}:
     z_i is the output of affine layer i (N, width), and for the BN network also that of its batch norm.
     """
-    rng = _rng(rng)
+    rng = np.random.default_rng(rng)
     dims = [X.shape[1]] + [width] * depth
     weights = [rng.normal(0.0, weight_scale, size=(a, b)) for a, b in zip(dims[:-1], dims[1:])]
     out = {"without BN": [], "with BN, before BN": [], "with BN, after BN": []}
@@ -243,7 +237,7 @@ def outputs_across_batches(norm_forward, X, batch_size, example=0, feature=0, tr
     norm_forward(x_batch) -> out, e.g. lambda x: batchnorm_forward(x, gamma, beta, {"mode": "train"})[0].
     Returns an array of ``trials`` values (all equal for a per-example normalization).
     """
-    rng = _rng(rng)
+    rng = np.random.default_rng(rng)
     others = np.delete(np.arange(len(X)), example)
     values = []
     for _ in range(trials):
@@ -275,12 +269,3 @@ def batch_dependence_explorer(norms, X, example=0, feature=0, batch_size=8):
 
 
 # --- timing -------------------------------------------------------------------------------------
-
-def best_time(fn, repeat=5):
-    """The fastest of ``repeat`` wall-clock timings of fn(), in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import runtime, training
-from .backprop_explorer import best_time
+from .timing import best_time
 
 
 # --- a convolution on a real photo ---------------------------------------------------------

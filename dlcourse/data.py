@@ -4,16 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def _rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
 def make_xor(n=200, noise=0.15, rng=0):
     """Points around the four corners of [-1, 1]^2; label 1 where x1 * x2 < 0 (the XOR of the signs).
 
     Returns X of shape (n, 2) float64 and y of shape (n,) int64.
     """
-    rng = _rng(rng)
+    rng = np.random.default_rng(rng)
     corners = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=float)
     which = rng.integers(0, 4, size=n)
     X = corners[which] + rng.normal(0.0, noise, size=(n, 2))
@@ -26,7 +22,7 @@ def make_spirals(n_per_class=100, classes=3, noise=0.2, rng=0):
 
     Returns X of shape (n_per_class * classes, 2) and y of shape (n_per_class * classes,).
     """
-    rng = _rng(rng)
+    rng = np.random.default_rng(rng)
     X, y = [], []
     for k in range(classes):
         r = np.linspace(0.05, 1.0, n_per_class)
@@ -48,7 +44,7 @@ def load_digits_split(test_fraction=0.25, rng=0):
     digits = load_digits()
     X = digits.data.astype(np.float64) / 16.0
     y = digits.target.astype(np.int64)
-    order = _rng(rng).permutation(len(X))
+    order = np.random.default_rng(rng).permutation(len(X))
     n_test = int(round(test_fraction * len(X)))
     test, train = order[:n_test], order[n_test:]
     return X[train], y[train], X[test], y[test]

@@ -47,7 +47,7 @@ def train(loss_and_grads, params, X, y, *, learning_rate=0.1, epochs=10, batch_s
     drop_last: skip the last, incomplete minibatch of every epoch (batch norm wants full batches).
     Returns the history {"loss": loss of every step, "epoch_loss": mean loss of every epoch, ...}.
     """
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rng = np.random.default_rng(rng)          # a seed, or a Generator passed through as it is
     update = update or gradient_step
     configs = {name: dict(config or {}, learning_rate=learning_rate) for name in params}
     history = {"loss": [], "epoch_loss": []}
@@ -80,7 +80,7 @@ def init_two_layer(input_dim, hidden_dim, num_classes, weight_scale=0.1, rng=0):
     Weights are Gaussian with standard deviation ``weight_scale`` (a number, or a pair
     for the first and second layer); biases start at 0. Chapter 03 is about choosing it well.
     """
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rng = np.random.default_rng(rng)          # a seed, or a Generator passed through as it is
     scale1, scale2 = (weight_scale, weight_scale) if np.isscalar(weight_scale) else weight_scale
     return {"W1": rng.normal(0.0, scale1, size=(input_dim, hidden_dim)), "b1": np.zeros(hidden_dim),
             "W2": rng.normal(0.0, scale2, size=(hidden_dim, num_classes)), "b2": np.zeros(num_classes)}

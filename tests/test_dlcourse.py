@@ -5,7 +5,7 @@ import pytest
 
 from dlcourse import runtime, training
 
-pytestmark = pytest.mark.grader
+pytestmark = pytest.mark.library
 
 
 def _linear_model(batch_sizes):
