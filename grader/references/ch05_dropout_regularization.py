@@ -28,11 +28,6 @@ def dropout_apply(x, keep, p):
     return np.where(keep, x / (1.0 - p), 0.0)
 
 
-def dropout_backward_with_mask(dout, keep, p):
-    """The gradient of ``dropout_apply`` with respect to x."""
-    return np.where(keep, dout / (1.0 - p), 0.0)
-
-
 # --- optimizers in NumPy (one step; config values filled from DEFAULTS) ----------------------
 
 def _settings(name, config):
