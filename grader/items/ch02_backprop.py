@@ -134,14 +134,23 @@ class ForwardItem(Item):
         """Inputs of case ``index`` (0, 1, 2); override to make sure a situation is always covered."""
         return self.make_inputs(s)
 
+    def forward_call(self, kwargs) -> Call:
+        """The forward call ``name(*inputs, **kwargs) -> (out, cache)``; the reference takes the same arguments.
+
+        Override where the contract passes settings another way (a conv_param dict in position).
+        """
+        return Call(self.name, [arr(n) for n in self.input_names], {k: lit(v) for k, v in kwargs.items()},
+                    save=("out", "cache"))
+
+    def label(self, arrays, kwargs) -> str:
+        return shape_phrase(**{n: arrays[n] for n in self.input_names})
+
     def cases(self, s):
         cases = []
         for index in range(3):
             arrays, kwargs = self.inputs_for_case(s, index)
-            cases.append(Case(steps=[Call(self.name, [arr(n) for n in self.input_names],
-                                          {k: lit(v) for k, v in kwargs.items()}, save=("out", "cache"))],
-                              arrays=arrays, returns=("out",), context={"kwargs": kwargs},
-                              label=shape_phrase(**{n: arrays[n] for n in self.input_names})))
+            cases.append(Case(steps=[self.forward_call(kwargs)], arrays=arrays, returns=("out",),
+                              context={"kwargs": kwargs}, label=self.label(arrays, kwargs)))
         return cases
 
     def check(self, case, out):
@@ -167,11 +176,9 @@ class BackwardItem(Item):
             out_shape = type(fwd).reference(*[arrays[n] for n in fwd.input_names], **kwargs).shape
             arrays["dout"] = s.upstream.normal(size=out_shape)
             save = self.grad_names if len(self.grad_names) > 1 else self.grad_names[0]
-            steps = [Call(fwd.name, [arr(n) for n in fwd.input_names], {k: lit(v) for k, v in kwargs.items()},
-                          save=("out", "cache")),
-                     Call(self.name, [arr("dout"), ref("cache")], save=save)]
+            steps = [fwd.forward_call(kwargs), Call(self.name, [arr("dout"), ref("cache")], save=save)]
             cases.append(Case(steps=steps, arrays=arrays, returns=self.grad_names, context={"kwargs": kwargs},
-                              label=shape_phrase(**{n: arrays[n] for n in fwd.input_names})))
+                              label=fwd.label(arrays, kwargs)))
         return cases
 
     def check(self, case, out):

@@ -90,45 +90,17 @@ class ConvParamCount(Item):
 
 # --- layers whose settings (conv_param, pool_param) are passed positionally ---------------
 
-def _layer_call(name, input_names, params):
-    """name(*arrays, *params) -> (out, cache)."""
-    return Call(name, [arr(n) for n in input_names] + [lit(v) for v in params.values()], save=("out", "cache"))
-
-
 class LayerForwardItem(ForwardItem):
-    """``name(*inputs, param_dict) -> (out, cache)``; ``out`` vs the reference."""
+    """``name(*inputs, param_dict) -> (out, cache)``: the settings dict (conv_param, pool_param) is passed
+    in position, and the reference takes it by name."""
 
-    def cases(self, s):
-        cases = []
-        for index in range(3):
-            arrays, params = self.inputs_for_case(s, index)
-            cases.append(Case(steps=[_layer_call(self.name, self.input_names, params)],
-                              arrays=arrays, returns=("out",), context={"kwargs": params},
-                              label=_label(arrays, self.input_names, params)))
-        return cases
+    def forward_call(self, params):
+        return Call(self.name, [arr(n) for n in self.input_names] + [lit(v) for v in params.values()],
+                    save=("out", "cache"))
 
-
-class LayerBackwardItem(BackwardItem):
-    """forward(*inputs, param_dict) then ``name(dout, cache)``; every gradient checked numerically."""
-
-    def cases(self, s):
-        fwd = self.forward
-        cases = []
-        for index in range(3):
-            arrays, params = fwd.inputs_for_case(s, index)
-            out_shape = type(fwd).reference(*[arrays[n] for n in fwd.input_names], **params).shape
-            arrays["dout"] = s.upstream.normal(size=out_shape)
-            save = self.grad_names if len(self.grad_names) > 1 else self.grad_names[0]
-            steps = [_layer_call(fwd.name, fwd.input_names, params),
-                     Call(self.name, [arr("dout"), ref("cache")], save=save)]
-            cases.append(Case(steps=steps, arrays=arrays, returns=self.grad_names, context={"kwargs": params},
-                              label=_label(arrays, fwd.input_names, params)))
-        return cases
-
-
-def _label(arrays, names, params):
-    settings = ", ".join(f"{k}={v}" for p in params.values() for k, v in p.items())
-    return shape_phrase(**{n: arrays[n] for n in names}) + f" with {settings}"
+    def label(self, arrays, params):
+        settings = ", ".join(f"{k}={v}" for p in params.values() for k, v in p.items())
+        return super().label(arrays, params) + f" with {settings}"
 
 
 def _conv_inputs(s, index):
@@ -175,7 +147,7 @@ class ConvForwardNaive(LayerForwardItem):
 
 
 @register(CHAPTER)
-class ConvBackwardNaive(LayerBackwardItem):
+class ConvBackwardNaive(BackwardItem):
     name = "conv_backward_naive"
     forward = ConvForwardNaive()
     grad_names = ("dx", "dw", "db")
@@ -296,7 +268,7 @@ class MaxPoolForwardNaive(LayerForwardItem):
 
 
 @register(CHAPTER)
-class MaxPoolBackwardNaive(LayerBackwardItem):
+class MaxPoolBackwardNaive(BackwardItem):
     name = "max_pool_backward_naive"
     forward = MaxPoolForwardNaive()
     grad_names = ("dx",)
@@ -413,7 +385,7 @@ def _residual_inputs(s):
     raise RuntimeError("could not draw a residual block away from its kinks")
 
 
-def _residual_forward_call(C):
+def _residual_forward_call():
     bn = [dict_of(mutable=True, mode=lit("train"), running_mean=arr("zeros", mutable=True),
                   running_var=arr("ones", mutable=True)) for _ in range(2)]
     return Call("residual_block_forward", [arr("x"), dict_of(**{n: arr(n) for n in PARAM_NAMES}), list_of(*bn)],
@@ -426,7 +398,7 @@ def _residual_cases(s, backward):
         arrays = _residual_inputs(s)
         C = arrays["x"].shape[1]
         arrays["zeros"], arrays["ones"] = np.zeros(C), np.ones(C)
-        steps = [_residual_forward_call(C)]
+        steps = [_residual_forward_call()]
         returns = ("out",)
         if backward:
             arrays["dout"] = s.upstream.normal(size=arrays["x"].shape)
