@@ -15,10 +15,10 @@ import numpy as np
 
 from ..cases import small_dims
 from ..checks import Failure, expect_array, expect_close, shape_phrase
-from ..numerics import numerical_gradient_array
 from ..protocol import Call, Case, arr, dict_of, lit, ref, state
 from ..references import ch04_batchnorm as R
 from . import Item, register
+from .ch02_backprop import BackwardItem, ForwardItem
 
 CHAPTER = "04_batchnorm"
 SMOOTH = 1e-7
@@ -160,65 +160,49 @@ class BatchnormForward(Item):
         self._running(case, out, "running_var", var)
 
 
-# --- backward passes: a training-mode forward, then the learner's backward -------------------
+# --- training-mode forwards and the backward passes paired with them --------------------------
 
-class NormBackwardItem(Item):
-    """``forward(x, gamma, beta, param) -> (out, cache)`` then ``name(dout, cache) -> (dx, dgamma, dbeta)``."""
+class NormForward(ForwardItem):
+    """``name(x, gamma, beta, param) -> (out, cache)`` with ``param`` a dict of settings; the reference
+    takes ``eps`` by name. Case 1 uses its own eps (and smaller spreads, so that eps matters): a backward
+    pass must use the eps of its forward pass, kept in the cache."""
 
-    forward_name = ""
-    reference = None
-    make_x = None
-    hints: dict = {}
+    input_names = ("x", "gamma", "beta")
+    make_x = None                     # _features (batch norm) or _rows (layer norm)
+    d_range = (3, 6)
+    fixed: dict = {}                  # settings always passed, e.g. mode='train'
+    param_name = ""
 
-    def param_specs(self, eps):
-        raise NotImplementedError
+    def inputs_for_case(self, s, index):
+        N, D = _dims(s, d_range=self.d_range)
+        eps = float(np.round(s.inputs.uniform(0.05, 0.2), 3)) if index == 1 else None
+        x = type(self).make_x(s, N, D, scale=(0.2, 1.0) if index == 1 else (0.5, 3.0))
+        return dict(x=x, **_affine_params(s, D)), ({} if eps is None else {"eps": eps})
 
-    def cases(self, s):
-        cases = []
-        for index in range(3):
-            N, D = _dims(s)
-            # Case 1 uses its own eps (and smaller spreads, so that eps matters): a backward pass must use
-            # the eps of its forward pass, kept in the cache.
-            eps = float(np.round(s.inputs.uniform(0.05, 0.2), 3)) if index == 1 else None
-            x = type(self).make_x(s, N, D, scale=(0.2, 1.0) if index == 1 else (0.5, 3.0))
-            arrays = dict(x=x, **_affine_params(s, D))
-            arrays["dout"] = s.upstream.normal(size=(N, D))
-            steps = [Call(self.forward_name, [arr("x"), arr("gamma"), arr("beta"), self.param_specs(eps)],
-                          save=("out", "cache")),
-                     Call(self.name, [arr("dout"), ref("cache")], save=("dx", "dgamma", "dbeta"))]
-            label = shape_phrase(x=x) + (f" with eps={eps}" if eps is not None else "")
-            cases.append(Case(steps=steps, arrays=arrays, returns=("dx", "dgamma", "dbeta"),
-                              context={"eps": DEFAULT_EPS if eps is None else eps}, label=label))
-        return cases
+    def forward_call(self, kwargs):
+        param = dict_of(**{k: lit(v) for k, v in dict(self.fixed, **kwargs).items()})
+        return Call(self.name, [arr("x"), arr("gamma"), arr("beta"), param], save=("out", "cache"))
 
-    def check(self, case, out):
-        inputs = {n: case.arrays[n] for n in ("x", "gamma", "beta")}
-        eps = case.context["eps"]
-        reference = type(self).reference
-        for grad_name, input_name in (("dx", "x"), ("dgamma", "gamma"), ("dbeta", "beta")):
-            def f(v, input_name=input_name):
-                return reference(**dict(inputs, **{input_name: v}), eps=eps)
-            expected = numerical_gradient_array(f, inputs[input_name].copy(), case.arrays["dout"])
-            hint = self.hints[grad_name]
-            got = expect_array(self.name, grad_name, out[grad_name], inputs[input_name].shape, case.label, hint)
-            expect_close(self.name, grad_name, got, expected, SMOOTH, case.label, hint)
+    def label(self, arrays, kwargs):
+        return shape_phrase(x=arrays["x"]) + f" with {self.param_name} = {dict(self.fixed, **kwargs)}"
 
 
-class BatchnormBackwardBase(NormBackwardItem):
-    forward_name = "batchnorm_forward"
+class BatchnormTrainForward(NormForward):
+    """The forward that the batch-norm backward items pair with (its own item, with running averages and
+    test mode, is BatchnormForward above)."""
+
+    name = "batchnorm_forward"
     reference = staticmethod(R.batchnorm_train_forward)
     make_x = staticmethod(_features)
-
-    def param_specs(self, eps):
-        specs = dict(mode=lit("train"))
-        if eps is not None:
-            specs["eps"] = lit(eps)
-        return dict_of(mutable=True, **specs)
+    fixed = {"mode": "train"}
+    param_name = "bn_param"
 
 
 @register(CHAPTER)
-class BatchnormBackward(BatchnormBackwardBase):
+class BatchnormBackward(BackwardItem):
     name = "batchnorm_backward"
+    forward = BatchnormTrainForward()
+    grad_names = ("dx", "dgamma", "dbeta")
     hints = {"dx": "the mean and the variance depend on every row of x: besides dout * gamma / std, dx gets the "
                    "gradients that flow back through the variance node and through the mean node (each summed over "
                    "the batch, then spread back with 1/N).",
@@ -227,8 +211,10 @@ class BatchnormBackward(BatchnormBackwardBase):
 
 
 @register(CHAPTER)
-class BatchnormBackwardAlt(BatchnormBackwardBase):
+class BatchnormBackwardAlt(BackwardItem):
     name = "batchnorm_backward_alt"
+    forward = BatchnormTrainForward()
+    grad_names = ("dx", "dgamma", "dbeta")
     hints = {"dx": "dx = gamma / (N * std) * (N * dout - dout.sum(axis=0) - x_hat * (dout * x_hat).sum(axis=0)); "
                    "all three terms are needed, and the sums run over the batch axis 0.",
              "dgamma": "dgamma = np.sum(dout * x_hat, axis=0), shape (D,).",
@@ -238,44 +224,23 @@ class BatchnormBackwardAlt(BatchnormBackwardBase):
 # --- layer norm -----------------------------------------------------------------------------
 
 @register(CHAPTER)
-class LayernormForward(Item):
+class LayernormForward(NormForward):
     name = "layernorm_forward"
+    reference = staticmethod(R.layernorm_forward)
+    make_x = staticmethod(_rows)
+    d_range = (3, 7)
+    param_name = "ln_param"
     hint = ("normalize every row (example) over its D features: mean and biased variance with axis=1 and "
             "keepdims=True, x_hat = (x - mean) / np.sqrt(var + eps), out = gamma * x_hat + beta; eps comes from "
             "ln_param (default 1e-5).")
 
-    def cases(self, s):
-        cases = []
-        for index in range(3):
-            N, D = _dims(s, d_range=(3, 7))
-            eps = float(np.round(s.inputs.uniform(0.05, 0.2), 3)) if index == 1 else None
-            x = _rows(s, N, D, scale=(0.2, 1.0) if index == 1 else (0.5, 3.0))
-            arrays = dict(x=x, **_affine_params(s, D))
-            param = dict_of(eps=lit(eps)) if eps is not None else dict_of()
-            cases.append(Case(steps=[Call(self.name, [arr("x"), arr("gamma"), arr("beta"), param],
-                                          save=("out", "cache"))],
-                              arrays=arrays, returns=("out",), context={"eps": DEFAULT_EPS if eps is None else eps},
-                              label=shape_phrase(x=x) + (f" with ln_param = {{'eps': {eps}}}" if eps is not None
-                                                         else " with ln_param = {}")))
-        return cases
-
-    def check(self, case, out):
-        a = case.arrays
-        expected = R.layernorm_forward(a["x"], a["gamma"], a["beta"], eps=case.context["eps"])
-        got = expect_array(self.name, "out", out["out"], expected.shape, case.label, self.hint)
-        expect_close(self.name, "out", got, expected, SMOOTH, case.label, self.hint)
-
 
 @register(CHAPTER)
-class LayernormBackward(NormBackwardItem):
+class LayernormBackward(BackwardItem):
     name = "layernorm_backward"
-    forward_name = "layernorm_forward"
-    reference = staticmethod(R.layernorm_forward)
-    make_x = staticmethod(_rows)
+    forward = LayernormForward()
+    grad_names = ("dx", "dgamma", "dbeta")
     hints = {"dx": "layer norm's mean and variance are per row: the two extra terms of dx sum over the features "
                    "(axis=1, keepdims=True) and divide by D, the transpose of batch norm's.",
              "dgamma": "gamma is shared by every row: dgamma = np.sum(dout * x_hat, axis=0), shape (D,).",
              "dbeta": "beta is shared by every row: dbeta = np.sum(dout, axis=0), shape (D,)."}
-
-    def param_specs(self, eps):
-        return dict_of(eps=lit(eps)) if eps is not None else dict_of()
