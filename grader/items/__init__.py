@@ -22,6 +22,9 @@ CHAPTER_MODULES = {
     "04_batchnorm": "grader.items.ch04_batchnorm",
     "05_dropout_regularization": "grader.items.ch05_dropout_regularization",
     "06_cnn": "grader.items.ch06_cnn",
+    "07_pytorch": "grader.items.ch07_pytorch",
+    "08_vae_gan": "grader.items.ch08_vae_gan",
+    "09_rnn_attention": "grader.items.ch09_rnn_attention",
 }
 
 _REGISTRY: dict[str, dict[str, "Item"]] = {}
