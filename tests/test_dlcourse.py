@@ -73,3 +73,49 @@ def test_explorers_draw_once_without_widgets_under_the_autograder(monkeypatch):
     monkeypatch.delenv("NBGRADER_EXECUTION")
     assert runtime.interact(lambda x, kind: calls.append((x, kind)), **controls) is not None
     assert calls == [(1.5, "b"), (1.5, "b")], "interactively the widget draws once at start, too"
+
+
+# --- the torch chapters' device choice and epoch loop -------------------------------------------
+
+def test_pick_device_follows_the_environment_variable_and_names_the_fix_when_it_cannot(monkeypatch):
+    import torch
+
+    from dlcourse import devices
+
+    monkeypatch.setenv(devices.DEVICE_ENV, "cpu")
+    assert devices.pick_device() == torch.device("cpu")
+    assert devices.describe_device().startswith("cpu (")
+    monkeypatch.delenv(devices.DEVICE_ENV)
+    assert devices.pick_device().type == devices.available_devices()[0]
+    assert devices.available_devices()[-1] == "cpu"
+    monkeypatch.setenv(devices.DEVICE_ENV, "tpu-please")
+    with pytest.raises(ValueError, match="not a device name"):
+        devices.pick_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(devices.DEVICE_ENV, "cuda")
+        with pytest.raises(ValueError, match="unset COURSE_DEVICE or set it to cpu"):
+            devices.pick_device()
+
+
+def test_fit_calls_the_learners_epoch_functions_and_times_every_epoch():
+    import torch
+
+    from dlcourse import torch_training
+
+    calls = []
+
+    def train_one_epoch(model, loader, loss_fn, optimizer, device):
+        calls.append(("train", device))
+        return torch.tensor(0.5)
+
+    def evaluate(model, loader, device):
+        calls.append(("eval", device))
+        return 0.75
+
+    model = torch.nn.Linear(2, 1)
+    history = torch_training.fit(model, [], None, None, "cpu", epochs=3, train_one_epoch=train_one_epoch,
+                                 evaluate=evaluate, val_loader=[])
+    assert calls == [("train", "cpu"), ("eval", "cpu")] * 3
+    assert history["loss"] == [0.5] * 3 and history["val_accuracy"] == [0.75] * 3
+    assert len(history["epoch_seconds"]) == 3 and all(t >= 0 for t in history["epoch_seconds"])
+    assert torch_training.count_parameters(model) == 3
