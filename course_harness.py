@@ -18,8 +18,10 @@ inputs nobody saw before is to compute them.
 Outside autograding (a learner or instructor running the notebook) the cell just
 says that the hidden test runs at grading time.
 
-Standard library and NumPy only; it must not import the grader package, which
-is invisible inside the grading sandbox.
+Standard library and NumPy only, plus torch for the torch chapters (imported
+only when a case asks for a tensor or a module, with TF32 switched off, so
+graded numbers are float64 on the CPU); it must not import the grader package,
+which is invisible inside the grading sandbox.
 """
 from __future__ import annotations
 
@@ -89,6 +91,110 @@ class _Dataset:
         return self._X[index], self._y[index]
 
 
+def _torch():
+    """torch, imported on first use (NumPy chapters never pay for it), with TF32 off for every graded call."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return torch
+
+
+def _as_tensor(array):
+    """A fresh CPU tensor: floats as float64, integers as int64, booleans as bool."""
+    torch = _torch()
+    array = np.array(array, copy=True)
+    if array.dtype.kind == "f":
+        return torch.from_numpy(array.astype(np.float64))
+    if array.dtype.kind in "iu":
+        return torch.from_numpy(array.astype(np.int64))
+    return torch.from_numpy(array)
+
+
+# --- Trusted torch objects that items hand to learner code (a model to train, a loader, an optimizer).
+# The grader builds the very same objects (through these functions) to compute its expectations.
+
+def build_sequential(layers, state=None):
+    """nn.Sequential from [["linear", 4, 5], ["batchnorm1d", 5], ["relu"], ["tanh"], ["flatten"]], in float64.
+
+    ``state``: {parameter or buffer name: array}, loaded with strict=True (every parameter given).
+    """
+    torch = _torch()
+    nn = torch.nn
+    makers = {"linear": nn.Linear, "batchnorm1d": nn.BatchNorm1d, "relu": nn.ReLU, "tanh": nn.Tanh,
+              "flatten": nn.Flatten}
+    model = nn.Sequential(*[makers[kind](*args) for kind, *args in layers]).double()
+    if state is not None:
+        current = model.state_dict()
+        model.load_state_dict({k: _as_tensor(state[k]) if k in state else current[k] for k in current}, strict=True)
+    return model
+
+
+def _probe_class():
+    nn = _torch().nn
+
+    class Probe(nn.Module):
+        """Wraps a trusted model; every forward call logs [grad enabled?, model in training mode?]."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.log = []
+
+        def forward(self, *args, **kwargs):
+            self.log.append([bool(_torch().is_grad_enabled()), bool(self.inner.training)])
+            return self.inner(*args, **kwargs)
+
+        def records(self):
+            return [list(r) for r in self.log]
+
+    return Probe
+
+
+class _AffineTransform:
+    """A dataset transform t -> t * scale + shift (torch ops, so the dtype is kept)."""
+
+    def __init__(self, scale, shift):
+        self.scale, self.shift = float(scale), float(shift)
+
+    def __call__(self, t):
+        return t * self.scale + self.shift
+
+
+def _trusted_loader(x, y, batch_size):
+    data = _torch().utils.data
+    return data.DataLoader(data.TensorDataset(_as_tensor(x), _as_tensor(y)), batch_size=int(batch_size),
+                           shuffle=False)
+
+
+def _trusted_sgd(module, lr, momentum=0.0, weight_decay=0.0):
+    return _torch().optim.SGD(module.parameters(), lr=float(lr), momentum=float(momentum),
+                              weight_decay=float(weight_decay))
+
+
+def _trusted_adam(module, lr):
+    return _torch().optim.Adam(module.parameters(), lr=float(lr))
+
+
+def _trusted_probe(module, train=None):
+    probe = _probe_class()(module)
+    if train is not None:
+        probe.train(bool(train))
+    return probe
+
+
+TRUSTED = {
+    "sequential": build_sequential,                       # layers (list), state ({name: array})
+    "probe": _trusted_probe,                              # module, train (bool or None)
+    "loader": _trusted_loader,                            # x, y, batch_size (no shuffling)
+    "sgd": _trusted_sgd,                                  # module, lr, momentum, weight_decay
+    "adam": _trusted_adam,                                # module, lr
+    "cross_entropy": lambda: _torch().nn.CrossEntropyLoss(),
+    "device": lambda name: _torch().device(name),
+    "transform": _AffineTransform,                        # scale, shift
+}
+
+
 class CallFailed(Exception):
     """A learner call raised or returned something that cannot be recorded."""
 
@@ -97,14 +203,33 @@ class CallFailed(Exception):
         self.record = record
 
 
+class _Raised:
+    """What a step marked ``record_errors`` left in place of its results when learner code raised."""
+
+    def __init__(self, record):
+        self.record = record
+
+
 # --- Building arguments -------------------------------------------------------
 
-def _build(spec, arrays, saved, pristine):
+def _build(spec, arrays, saved, pristine, namespace=None):
     """Turn one argument spec of a call program into a Python value.
 
-    ``pristine`` collects (name, array handed over, untouched copy) so that
+    ``pristine`` collects (name, array or tensor handed over, untouched copy) so that
     in-place changes to inputs can be reported after the call.
     """
+    build = lambda s, checked=pristine: _build(s, arrays, saved, checked, namespace)  # noqa: E731
+    if "tensor" in spec:                 # a fresh float64 (or int64) CPU tensor from a case array
+        t = _as_tensor(arrays[spec["tensor"]])
+        if spec.get("requires_grad"):
+            t.requires_grad_(True)
+        pristine.append((spec["tensor"], t, t.detach().numpy().copy()))
+        saved[spec.get("keep") or spec["tensor"]] = t
+        return t
+    if "module" in spec:                 # the learner's nn.Module class, weights from the case
+        return _build_module(spec, build, arrays, namespace or {})
+    if "trusted" in spec:                # a trusted torch object (TRUSTED)
+        return TRUSTED[spec["trusted"]](**{k: build(v) for k, v in spec.get("params", {}).items()})
     if "a" in spec:                      # a fresh copy of a case array
         arr = np.array(arrays[spec["a"]], copy=True)
         if not spec.get("mutable"):      # a "mutable" one may be updated in place (an optimizer's w)
@@ -116,12 +241,12 @@ def _build(spec, arrays, saved, pristine):
         return saved[spec["ref"]]
     if "d" in spec:                      # a dict; a "mutable" one may be changed in place
         checked = [] if spec.get("mutable") else pristine
-        value = {k: _build(v, arrays, saved, checked) for k, v in spec["d"].items()}
+        value = {k: build(v, checked) for k, v in spec["d"].items()}
         if spec.get("keep"):             # kept under a name: later calls and the returns see the same dict
             saved[spec["keep"]] = value
         return value
     if "l" in spec:                      # a list of specs
-        return [_build(v, arrays, saved, pristine) for v in spec["l"]]
+        return [build(v) for v in spec["l"]]
     if "fn" in spec:                     # a test function from TEST_FUNCTIONS
         params = {k: np.array(arrays[v], copy=True) for k, v in spec.get("params", {}).items()}
         return TEST_FUNCTIONS[spec["fn"]](**params)
@@ -133,6 +258,74 @@ def _build(spec, arrays, saved, pristine):
     raise ValueError(f"unknown argument spec {spec!r}")
 
 
+def _describe_call(name, args, kwargs):
+    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(shown)})"
+
+
+def _build_module(spec, build, arrays, namespace):
+    """``namespace[class](*args, **kwargs)``, made float64, with the case's state_dict loaded strictly."""
+    torch = _torch()
+    name = spec["module"]
+    cls = namespace.get(name)
+    if cls is None or not callable(cls):
+        raise CallFailed({"type": "NameError", "function": name,
+                          "message": f"{name} is not defined: run the cell that defines it"})
+    args = [build(a) for a in spec.get("args", [])]
+    kwargs = {k: build(v) for k, v in spec.get("kwargs", {}).items()}
+    call = _describe_call(name, args, kwargs)
+    try:
+        model = cls(*args, **kwargs)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any learner fault is a result
+        raise CallFailed({"type": type(exc).__name__, "function": name, "message": str(exc)[:MAX_MESSAGE_CHARS],
+                          "where": _where(exc.__traceback__)}) from None
+    if not isinstance(model, torch.nn.Module):
+        raise CallFailed({"type": "TypeError", "function": name,
+                          "message": f"{call} is a {type(model).__name__}, not a torch.nn.Module "
+                                     f"(subclass nn.Module and call super().__init__() first)"})
+    state = {k: _as_tensor(arrays[v]) for k, v in spec.get("state", {}).items()}
+    try:
+        model.double()
+        current = model.state_dict()
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
+        raise CallFailed({"type": type(exc).__name__, "function": name, "message": str(exc)[:MAX_MESSAGE_CHARS],
+                          "where": _where(exc.__traceback__)}) from None
+    if state:
+        missing = [k for k in state if k not in current]
+        unexpected = [k for k in current if k not in state]
+        wrong = [f"{k} is {tuple(current[k].shape)}, expected {tuple(state[k].shape)}" for k in state
+                 if k in current and tuple(current[k].shape) != tuple(state[k].shape)]
+        if missing or unexpected or wrong:
+            parts = ([f"it has no {', '.join(missing)}"] if missing else []) + \
+                    ([f"it has {', '.join(unexpected)}, which the test does not expect"] if unexpected else []) + wrong
+            raise CallFailed({"type": "StateDictMismatch", "function": name,
+                              "message": f"the parameters of {call} do not match: " + "; ".join(parts)})
+        try:
+            model.load_state_dict(state, strict=True)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001
+            raise CallFailed({"type": type(exc).__name__, "function": name,
+                              "message": str(exc)[:MAX_MESSAGE_CHARS]}) from None
+    if spec.get("train") is not None:
+        model.train(bool(spec["train"]))
+    return model
+
+
+def _grad(out, dout, inputs):
+    """``torch.autograd.grad(out, inputs, dout)``: what the learner's backward gives (None for an unused input)."""
+    torch = _torch()
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the forward pass returned {type(out).__name__}, not a torch tensor, so no gradient "
+                        f"can flow back")
+    if not out.requires_grad:
+        raise ValueError("the output does not require grad: it is not connected to the inputs' graph")
+    upstream = torch.as_tensor(np.asarray(dout), dtype=out.dtype, device=out.device)
+    return tuple(torch.autograd.grad(out, list(inputs), grad_outputs=upstream, allow_unused=True))
+
+
+def _getitem(obj, index):
+    return obj[index]
+
+
 def _capped_list(iterable):
     items = list(itertools.islice(iter(iterable), MAX_ITEMS_FROM_ITERATOR + 1))
     if len(items) > MAX_ITEMS_FROM_ITERATOR:
@@ -141,14 +334,21 @@ def _capped_list(iterable):
 
 
 # Operations a call program may apply to what a learner's function returned.
-BUILTINS = {"len": len, "list": _capped_list}
+BUILTINS = {"len": len, "list": _capped_list, "value": lambda v: v, "getitem": _getitem, "grad": _grad}
 
 
 # --- Recording results ----------------------------------------------------------
 
+def _library_dirs():
+    torch = sys.modules.get("torch")
+    return [os.path.dirname(torch.__file__) + os.sep] if getattr(torch, "__file__", None) else []
+
+
 def _where(tb):
-    """The learner's line where an exception happened: last frame outside this file."""
-    frames = [f for f in traceback.extract_tb(tb) if os.path.basename(f.filename) != "course_harness.py"]
+    """The learner's line where an exception happened: last frame outside this file and torch."""
+    skip = _library_dirs()
+    frames = [f for f in traceback.extract_tb(tb) if os.path.basename(f.filename) != "course_harness.py"
+              and not any(f.filename.startswith(d) for d in skip)]
     if not frames:
         return ""
     f = frames[-1]
@@ -173,6 +373,15 @@ def _encode(value, key, out_arrays, budget, depth=0):
             return {"kind": "other", "type": "array too large to record"}
         out_arrays[key] = np.array(value, copy=True)
         return {"kind": "array", "key": key}
+    if isinstance(value, _Raised):
+        r = value.record
+        return {"kind": "raised", "function": str(r.get("function", "")), "type": str(r.get("type", "Error")),
+                "message": str(r.get("message", "")), "where": str(r.get("where", ""))}
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, getattr(torch, "Tensor", ())):
+        return _encode_tensor(value, key, out_arrays, budget)
+    if torch is not None and isinstance(value, getattr(getattr(torch, "nn", None), "Module", ())):
+        return {"kind": "other", "type": f"torch module {type(value).__qualname__}"}
     if isinstance(value, (list, tuple)) and depth < 4:
         return {"kind": type(value).__name__,
                 "items": [_encode(v, f"{key}.{i}", out_arrays, budget, depth + 1) for i, v in enumerate(value)]}
@@ -180,6 +389,68 @@ def _encode(value, key, out_arrays, budget, depth=0):
         return {"kind": "dict",
                 "items": {str(k): _encode(v, f"{key}.{k}", out_arrays, budget, depth + 1) for k, v in value.items()}}
     return {"kind": "other", "type": type(value).__module__ + "." + type(value).__qualname__}
+
+
+def _encode_tensor(value, key, out_arrays, budget):
+    """A tensor as a CPU array (floats in float64), with its dtype, device and requires_grad beside it."""
+    try:
+        data = value.detach()
+        dtype, device = str(data.dtype).replace("torch.", ""), str(data.device)
+        if data.layout != sys.modules["torch"].strided or data.is_complex():
+            return {"kind": "other", "type": f"torch tensor ({data.layout}, {dtype})"}
+        data = data.cpu()
+        if data.dtype.is_floating_point:
+            array = data.double().numpy().copy()
+        elif data.dtype == sys.modules["torch"].bool:
+            array = data.numpy().copy()
+        else:
+            array = data.long().numpy().copy()
+    except Exception as exc:  # noqa: BLE001 - a tensor that cannot be read is described, not recorded
+        return {"kind": "other", "type": f"torch tensor that cannot be read ({type(exc).__name__})"}
+    budget[0] -= array.nbytes
+    if budget[0] < 0:
+        return {"kind": "other", "type": "array too large to record"}
+    out_arrays[key] = array
+    return {"kind": "tensor", "key": key, "dtype": dtype, "device": device,
+            "requires_grad": bool(value.requires_grad)}
+
+
+def _resolve(step, namespace, saved):
+    """The callable a step names: a builtin, a name in the namespace ("AffineFunction.apply"),
+    or an earlier result (``on_ref``: "model", "model.state_dict")."""
+    if "builtin" in step:
+        return BUILTINS[step["builtin"]]
+    head, *attrs = step["call"].split(".")
+    if any(a.startswith("_") for a in attrs):
+        raise ValueError(f"call {step['call']!r}: private attributes cannot be called")
+    if step.get("on_ref"):
+        obj = saved[head]
+    else:
+        obj = namespace.get(head)
+        if obj is None:
+            raise CallFailed({"type": "NameError", "function": step.get("label") or step["call"],
+                              "message": f"{head} is not defined: run the cell that defines it"})
+    for i, attr in enumerate(attrs):
+        try:
+            obj = getattr(obj, attr)
+        except Exception:  # noqa: BLE001
+            owner = ".".join([head, *attrs[:i]])
+            raise CallFailed({"type": "AttributeError", "function": step.get("label") or step["call"],
+                              "message": f"{owner} has no attribute {attr!r}"}) from None
+    if not callable(obj):
+        raise CallFailed({"type": "NameError", "function": step.get("label") or step["call"],
+                          "message": f"{step['call']} is not defined: run the cell that defines it"})
+    return obj
+
+
+def _same(before, kept):
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(before, torch.Tensor):
+        try:
+            before = before.detach().cpu().numpy()
+        except Exception:  # noqa: BLE001
+            return False
+    return before.shape == kept.shape and np.array_equal(before, kept, equal_nan=True)
 
 
 def _unpack(value, save, function):
@@ -201,19 +472,14 @@ def execute_case(case, arrays, namespace):
     """
     saved = {}
     mutated = []
+    raised = None
     for step_index, step in enumerate(case["steps"]):
         function = step.get("label") or step.get("call") or step["builtin"]
         pristine = []
         try:
-            if "builtin" in step:
-                fn = BUILTINS[step["builtin"]]
-            else:
-                fn = namespace.get(step["call"])
-                if fn is None or not callable(fn):
-                    raise CallFailed({"type": "NameError", "function": function,
-                                      "message": f"{function} is not defined: run the cell that defines it"})
-            args = [_build(s, arrays, saved, pristine) for s in step.get("args", [])]
-            kwargs = {k: _build(s, arrays, saved, pristine) for k, s in step.get("kwargs", {}).items()}
+            fn = _resolve(step, namespace, saved)
+            args = [_build(s, arrays, saved, pristine, namespace) for s in step.get("args", [])]
+            kwargs = {k: _build(s, arrays, saved, pristine, namespace) for k, s in step.get("kwargs", {}).items()}
             try:
                 value = fn(*args, **kwargs)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - any learner fault is a result
@@ -221,14 +487,19 @@ def execute_case(case, arrays, namespace):
                                   "message": str(exc)[:MAX_MESSAGE_CHARS], "where": _where(exc.__traceback__)})
             saved.update(_unpack(value, step.get("save", "_"), function))
             for name, before, kept in pristine:
-                if not (before.shape == kept.shape and np.array_equal(before, kept, equal_nan=True)):
+                if not _same(before, kept):
                     mutated.append({"function": function, "argument": name})
         except CallFailed as failed:
             record = dict(failed.record, step=step_index)
-            return {"error": record, "mutated": mutated, "outputs": {}}, {}
+            if not step.get("record_errors"):
+                return {"error": record, "mutated": mutated, "outputs": {}}, {}
+            # The item's check reports it (with its hint); the steps after this one are skipped.
+            raised = _Raised(record)
+            break
     out_arrays = {}
     budget = [MAX_RETURNED_BYTES]
-    outputs = {name: _encode(saved.get(name), f"o.{name}", out_arrays, budget) for name in case["returns"]}
+    outputs = {name: _encode(saved[name] if name in saved else raised, f"o.{name}", out_arrays, budget)
+               for name in case["returns"]}
     return {"error": None, "mutated": mutated, "outputs": outputs}, out_arrays
 
 

@@ -32,6 +32,23 @@ def graded_items(nb) -> dict[str, float]:
     return items
 
 
+def _setup_imports(nb) -> str:
+    """The top-level import statements of a notebook's first code cell (its set-up cell), given code excepted."""
+    import ast
+
+    first = next((c for c in nb.cells if c.cell_type == "code"), None)
+    if first is None or nb_meta(first).get("solution"):
+        return ""
+    source = "\n".join(line for line in first.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ""
+    keep = [node for node in tree.body if isinstance(node, ast.Import)
+            or (isinstance(node, ast.ImportFrom) and node.module != "earlier_chapters")]
+    return "\n".join(ast.unparse(node) for node in keep)
+
+
 def solution_namespace(path) -> dict:
     """Execute only the answer cells of a solution notebook and return their namespace.
 
@@ -42,6 +59,7 @@ def solution_namespace(path) -> dict:
     nb = read(path)
     namespace: dict = {}
     exec("import numpy as np", namespace)
+    exec(_setup_imports(nb), namespace)     # torch chapters' answers use torch, nn, ... from the set-up cell
     from .earlier_chapters import generate
 
     given = generate(Path(path).parent.name, Path(path).parent.parent)

@@ -66,6 +66,35 @@ def dataset(x_name, y_name):
     return {"dataset": [x_name, y_name]}
 
 
+# --- torch specs (course_harness imports torch only when a case uses one of these) -----------------
+
+def tensor(name, requires_grad=False, keep=None):
+    """A fresh CPU tensor from case array ``name``: float64 for floats, int64 for integers (labels).
+
+    It is kept under ``keep`` (default: ``name``) so that a later step can ``ref`` the very same tensor
+    (``grad`` needs the leaf), and checked for in-place change after the call, like ``arr``.
+    """
+    spec = {"tensor": name, "requires_grad": bool(requires_grad)}
+    if keep:
+        spec["keep"] = keep
+    return spec
+
+
+def module(class_name, args=(), kwargs=None, state=None, train=None):
+    """The learner's ``nn.Module``: ``namespace[class_name](*args, **kwargs)``, then ``.double()``, then the
+    state_dict {parameter name: case array name} loaded strictly (a missing, extra or misshapen parameter
+    is reported by name), then ``.train(train)`` unless ``train`` is None."""
+    return {"module": class_name, "args": list(args), "kwargs": dict(kwargs or {}),
+            "state": dict(state or {}), "train": train}
+
+
+def trusted(kind, **specs):
+    """A trusted torch object built by ``course_harness.TRUSTED[kind]`` from specs: "sequential" (layers,
+    state), "probe" (module, train), "loader" (x, y, batch_size), "sgd" (module, lr, momentum,
+    weight_decay), "adam" (module, lr), "cross_entropy", "device" (name), "transform" (scale, shift)."""
+    return {"trusted": kind, "params": specs}
+
+
 @dataclass
 class Call:
     """One step of a call program: ``save = function(*args, **kwargs)``."""
@@ -74,11 +103,20 @@ class Call:
     args: list = field(default_factory=list)
     kwargs: dict = field(default_factory=dict)
     save: str | tuple[str, ...] = "_"
-    builtin: bool = False      # len / list applied to an earlier result
+    builtin: bool = False      # len, list, value, getitem or grad (course_harness.BUILTINS)
+    on_ref: bool = False       # call an earlier result: "model" (forward), "model.state_dict"
+    record_errors: bool = False  # a learner error becomes the value of the outputs (a Raised), for check()
+    label: str = ""            # the name messages use for this step ("AffineFunction" for ".apply")
 
     def to_json(self):
         step = {"args": self.args, "kwargs": self.kwargs,
                 "save": self.save if isinstance(self.save, str) else list(self.save)}
+        if self.on_ref:
+            step["on_ref"] = True
+        if self.record_errors:
+            step["record_errors"] = True
+        if self.label:
+            step["label"] = self.label
         if self.builtin:
             step["builtin"] = self.function
         else:
@@ -107,6 +145,35 @@ class Other:
     """A returned value that is not a number, array, list or dict (e.g. a string)."""
 
     type: str
+
+
+@dataclass(frozen=True)
+class TensorValue:
+    """A torch tensor the learner returned: its values as a float64 (or int64/bool) CPU array, and
+    the dtype ("float32"), device ("cuda:0") and requires_grad it had."""
+
+    array: np.ndarray
+    dtype: str
+    device: str
+    requires_grad: bool
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+
+@dataclass(frozen=True)
+class Raised:
+    """A step marked ``record_errors`` raised: learner code failed there (the later steps did not run)."""
+
+    function: str
+    type: str
+    message: str
+    where: str = ""
+
+    def describe(self):
+        text = f"{self.function} raised {self.type}" if self.function else f"it raised {self.type}"
+        return text + (f": {self.message}" if self.message else "") + (f" ({self.where})" if self.where else "")
 
 
 @dataclass
@@ -152,6 +219,15 @@ def _decode(desc, arrays):
         return items if kind == "list" else tuple(items)
     if kind == "dict":
         return {str(k): _decode(v, arrays) for k, v in dict(desc.get("items", {})).items()}
+    if kind == "tensor":
+        key = desc.get("key")
+        if key not in arrays or arrays[key].dtype.kind not in "biuf":
+            return Other("unreadable tensor")
+        return TensorValue(arrays[key], str(desc.get("dtype", "?"))[:40], str(desc.get("device", "?"))[:40],
+                           bool(desc.get("requires_grad")))
+    if kind == "raised":
+        return Raised(*(str(desc.get(k, ""))[:limit] for k, limit in
+                        (("function", 200), ("type", 100), ("message", 600), ("where", 400))))
     if kind == "other":
         return Other(str(desc.get("type", "unknown"))[:200])
     return Other("unreadable")
