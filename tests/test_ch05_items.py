@@ -378,6 +378,10 @@ def test_dropout_fraction_check_false_alarm_is_below_one_in_a_billion():
     n = int(np.prod(items.DROPOUT_SHAPE))
     t = items.fraction_tolerance(n)
     assert 3 * 2 * np.exp(-2 * n * t ** 2) < 1e-9          # three fraction checks per grading run
+    # dropout_backward needs a forward mask keeping and dropping >= MIN_MASK_SHARE each of n_b units; a correct
+    # dropout with p in [0.2, 0.8] misses that (Hoeffding, both train cases) with probability < 1e-18
+    n_b = int(np.prod(items.BACKWARD_TRAIN_SHAPE))
+    assert 2 * 2 * np.exp(-2 * n_b * (0.2 - items.MIN_MASK_SHARE) ** 2) < 1e-18
     # and the check still separates p from the "keep probability" mistake at the closest p the cases draw
     assert abs(0.35 - 0.65) > 2 * t
 

@@ -33,10 +33,26 @@ NOT_IMPLEMENTED_HINT = "This function still raises NotImplementedError: replace 
 
 
 class Item:
-    """One graded function. Subclasses set ``name`` and implement ``cases`` and ``check``."""
+    """One graded function. Subclasses set ``name`` and implement ``cases`` and ``check``.
+
+    Faults are charged where they are. A case may call other learner functions before this
+    item's own (a backward's case calls the learner's forward first); ``judge`` charges this
+    item only for what its own calls did:
+
+    - an input changed in place by an earlier call (the forward) is that function's fault: its
+      own item loses its points on its own cases, and this item is judged on its outputs alone;
+    - when this item's outputs are wrong (or it could not run) and an earlier call of the same
+      case raised, changed its input or gave a wrong result (``prerequisite_fault``), or a
+      graded function this one is built from (``requires``, probed with that item's own cases)
+      is wrong, the message says "fix <that function> first" instead of blaming this one. The
+      item still scores 0: its outputs were not right, and points are only ever given for
+      outputs that match the trusted reference, so pairing a wrong forward with a matching
+      wrong backward earns nothing.
+    """
 
     name: str = ""
     chapter: str = ""
+    requires: tuple = ()     # graded functions of the same chapter this one is built from (probed for feedback)
 
     def cases(self, streams: Streams) -> list[Case]:
         raise NotImplementedError
@@ -44,6 +60,28 @@ class Item:
     def check(self, case: Case, outputs: dict) -> None:
         """Raise ``Failure`` with a learner-facing message if ``outputs`` are wrong."""
         raise NotImplementedError
+
+    def prerequisite_fault(self, case: Case, outputs: dict) -> tuple[str, str] | None:
+        """(function, what it did wrong) when an earlier call of ``case`` gave a wrong result, else None.
+
+        Consulted only after this item's own outputs failed, to say what to fix first.
+        """
+        return None
+
+    def probe_cases(self, streams: Streams, keep=None) -> list[Case]:
+        """The cases of every item in ``requires``, tagged as probes: they never change this item's
+        score, they only name a broken building block when this item fails. ``keep(case)`` filters."""
+        probes = []
+        for name in self.requires:
+            other = find_item(name, self.chapter)
+            for case in other.cases(streams):
+                if PROBE not in case.context and (keep is None or keep(case)):
+                    case.context[PROBE] = name
+                    probes.append(case)
+        return probes
+
+
+PROBE = "probe_of"     # Case.context key of a probe case: the item whose function it checks
 
 
 def register(chapter):
@@ -96,31 +134,100 @@ def _error_message(item, error):
     return msg
 
 
+def _foreign(case: Case, function, item) -> bool:
+    """True when ``function`` is another learner function that ``case`` calls before ``item``'s own."""
+    return function != item.name and any(step.function == function and not step.builtin for step in case.steps)
+
+
+def _mutation_message(item_name, m):
+    return (f"{item_name}: {m.get('function', item_name)} changed its input `{m.get('argument', '?')}` in place."
+            f"\nHint: leave inputs untouched; work on a copy (e.g. dx = dout.copy()) or build a new array.")
+
+
+def _own_problem(item, case, result):
+    """The learner-facing message of what this item's own calls got wrong in ``case``, or None."""
+    if result.error:
+        return _error_message(item.name, result.error)
+    for m in result.mutated:
+        if not _foreign(case, m.get("function"), item):
+            return _mutation_message(item.name, m)
+    try:
+        item.check(case, result.outputs)
+    except Failure as failure:
+        return str(failure)
+    except Exception as exc:  # noqa: BLE001 - malformed output must not crash grading
+        return f"{item.name}: could not check the output ({type(exc).__name__}: {str(exc)[:200]})."
+    return None
+
+
+def _probe_fault(item, probes):
+    """(function, reason) for the first building block in ``requires`` that fails one of its own cases."""
+    for case, result in probes:
+        name = case.context[PROBE]
+        other = find_item(name, item.chapter)
+        if result.error and result.error.get("type") == "NameError":
+            continue                      # not defined at all: this item cannot have used it
+        if _own_problem(other, case, result) is not None:
+            return name, "fails its own hidden test"
+    return None
+
+
+def _blame(item, case, result, probes):
+    """(function, reason) for an earlier call or building block that explains this item's failure, or None."""
+    error = result.error or {}
+    step = error.get("step")
+    if error and isinstance(step, int) and 0 <= step < len(case.steps) and _foreign(case, error.get("function"), item):
+        kind = error.get("type", "Error")
+        return error["function"], f"raised {kind}" + (f": {str(error.get('message'))[:200]}"
+                                                        if error.get("message") else "")
+    for m in result.mutated:
+        if _foreign(case, m.get("function"), item):
+            return m["function"], f"changed its input `{m.get('argument', '?')}` in place"
+    if not error:
+        try:
+            fault = item.prerequisite_fault(case, result.outputs)
+        except Exception:  # noqa: BLE001 - a malformed forward output is itself a prerequisite fault
+            fault = (None, "")
+        if fault is not None and fault[0]:
+            return fault
+    return _probe_fault(item, probes)
+
+
 def judge(item: Item, cases: list[Case], results: list[Result] | None) -> Verdict:
-    """The verdict for one item from the recorded results of its cases."""
+    """The verdict for one item from the recorded results of its cases (see ``Item`` for who is charged)."""
     if results is None:
         return Verdict(item.name, False,
-                       f"{item.name}: no answers were recorded: the notebook stopped before this hidden test "
-                       f"ran, or its test cell was removed.")
+                       f"{item.name}: no answers were recorded for this hidden test.")
     if len(results) != len(cases):
         return Verdict(item.name, False, f"{item.name}: the recorded answers are incomplete.")
-    for case, result in zip(cases, results):
-        if result.error:
-            return Verdict(item.name, False, _error_message(item.name, result.error))
-        if result.mutated:
-            m = result.mutated[0]
-            return Verdict(item.name, False,
-                           f"{item.name}: {m.get('function', item.name)} changed its input "
-                           f"`{m.get('argument', '?')}` in place.\nHint: leave inputs untouched; work on a copy "
-                           f"(e.g. dx = dout.copy()) or build a new array.")
-        try:
-            item.check(case, result.outputs)
-        except Failure as failure:
-            return Verdict(item.name, False, str(failure))
-        except Exception as exc:  # noqa: BLE001 - malformed output must not crash grading
-            return Verdict(item.name, False, f"{item.name}: could not check the output ({type(exc).__name__}: "
-                                             f"{str(exc)[:200]}).")
-    return Verdict(item.name, True, f"{item.name}: correct on {len(cases)} fresh random test cases.")
+    pairs = list(zip(cases, results))
+    own = [(c, r) for c, r in pairs if PROBE not in c.context]
+    probes = [(c, r) for c, r in pairs if PROBE in c.context]
+    notes = []
+    for case, result in own:
+        problem = _own_problem(item, case, result)
+        if problem is not None:
+            blame = _blame(item, case, result, probes)
+            if blame is None:
+                return Verdict(item.name, False, problem)
+            function, reason = blame
+            message = (f"{item.name}: cannot be judged{case.label} because {function} {reason}. "
+                       f"Fix {function} first (its own hidden test says what is wrong); then this item is "
+                       f"checked on its own.")
+            if not result.error:
+                seen = problem.split("\n")[0]
+                seen = seen[len(item.name) + 2:] if seen.startswith(f"{item.name}: ") else seen
+                message += f"\n(What the check saw: {seen})"
+            return Verdict(item.name, False, message)
+        for m in result.mutated:
+            note = (f"{m.get('function')} changed its input `{m.get('argument', '?')}` in place (that costs "
+                    f"{m.get('function')}'s points, not these)")
+            if note not in notes:
+                notes.append(note)
+    message = f"{item.name}: correct on {len(own)} fresh random test cases."
+    if notes:
+        message += " Note: " + "; ".join(notes) + "."
+    return Verdict(item.name, True, message)
 
 
 def grade_in_process(name, namespace, chapter=None, seed=None) -> Verdict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cases import away_from_kinks, small_dims
-from ..checks import expect_array, expect_close, expect_scalar, shape_phrase
+from ..checks import Failure, expect_array, expect_close, expect_scalar, shape_phrase
 from ..numerics import numerical_gradient, numerical_gradient_array
 from ..protocol import Call, Case, arr, lit, ref, test_function
 from ..references import ch02_backprop as R
@@ -151,7 +151,7 @@ class ForwardItem(Item):
             arrays, kwargs = self.inputs_for_case(s, index)
             cases.append(Case(steps=[self.forward_call(kwargs)], arrays=arrays, returns=("out",),
                               context={"kwargs": kwargs}, label=self.label(arrays, kwargs)))
-        return cases
+        return cases + self.probe_cases(s)
 
     def check(self, case, out):
         inputs = [case.arrays[n] for n in self.input_names]
@@ -161,7 +161,17 @@ class ForwardItem(Item):
 
 
 class BackwardItem(Item):
-    """``forward -> (out, cache)`` then ``name(dout, cache) -> grads``, each grad checked numerically."""
+    """``forward -> (out, cache)`` then ``name(dout, cache) -> grads``, each grad checked numerically.
+
+    Who is charged for what (the rule of ``grader.items.Item``): every gradient is compared with a
+    centered-difference gradient of the TRUSTED reference forward at the case's inputs, so the learner's
+    forward never enters the expected values. A backward whose gradients are right scores its points even
+    when the learner's forward changed its input in place or returned a wrong ``out`` (that costs the
+    forward's item, on its own cases). A backward whose gradients are wrong scores 0; if in that case the
+    learner's forward raised, changed its input or returned an ``out`` that differs from the reference,
+    the message says "fix <forward> first" instead of blaming the backward. No pairing games: an
+    identity forward with a pass-through backward gives dx = dout, which is not the reference gradient.
+    """
 
     forward: ForwardItem = None
     grad_names: tuple = ()          # e.g. ("dx", "dw", "db"), in the order the function returns them
@@ -177,9 +187,17 @@ class BackwardItem(Item):
             arrays["dout"] = s.upstream.normal(size=out_shape)
             save = self.grad_names if len(self.grad_names) > 1 else self.grad_names[0]
             steps = [fwd.forward_call(kwargs), Call(self.name, [arr("dout"), ref("cache")], save=save)]
-            cases.append(Case(steps=steps, arrays=arrays, returns=self.grad_names, context={"kwargs": kwargs},
-                              label=fwd.label(arrays, kwargs)))
-        return cases
+            cases.append(Case(steps=steps, arrays=arrays, returns=("out",) + tuple(self.grad_names),
+                              context={"kwargs": kwargs}, label=fwd.label(arrays, kwargs)))
+        return cases + self.probe_cases(s)
+
+    def prerequisite_fault(self, case, out):
+        """The learner's forward ``out`` in this very case, judged by the forward's own check."""
+        try:
+            self.forward.check(case, out)
+        except Failure:
+            return self.forward.name, "returned a wrong out"
+        return None
 
     def check(self, case, out):
         fwd = self.forward

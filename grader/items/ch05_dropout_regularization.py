@@ -37,6 +37,8 @@ VALUE_RTOL = 1e-9          # a kept entry must equal x / (1 - p) up to round-off
 # fraction checks per grading run, correct code fails a grading run with probability < 1e-9.
 FALSE_ALARM = 1e-10
 DROPOUT_SHAPE = (40, 100)  # n = 4000 units: t = 0.055
+BACKWARD_TRAIN_SHAPE = (20, 50)  # n = 1000 units in the two train cases of dropout_backward with p > 0
+MIN_MASK_SHARE = 0.05            # ... whose forward must keep and drop at least this share of them each
 
 
 def fraction_tolerance(n, false_alarm=FALSE_ALARM):
@@ -145,6 +147,19 @@ class DropoutForward(Item):
 
 @register(CHAPTER)
 class DropoutBackward(Item):
+    """dx against a centered-difference gradient of the reference with the learner's own mask.
+
+    The mask is read off the learner's dropout_forward output in the same case (the units it kept are its
+    nonzero entries; inputs have no zeros), the scale 1 / (1 - p) is the reference's. So a wrong forward
+    (wrong scale, p taken as the keep probability, ...) does not cost the backward its points. In train
+    mode with p > 0 that mask must be a real dropout mask, keeping and dropping each at least
+    MIN_MASK_SHARE of the 1000 units (a correct dropout with p in [0.2, 0.8] misses that with probability
+    below 1e-19): a forward that keeps everything or nothing leaves the backward without a mask to be judged
+    by, and the item fails with "fix dropout_forward first". That is what makes the rule ungameable: a
+    forward out = x / (1 - p) with a backward dx = dout / (1 - p), or out = 0 with dx = 0, earns nothing.
+    In test mode the expected gradient is dout whatever the forward returned.
+    """
+
     name = "dropout_backward"
     hint = ("dx = dout * mask / (1 - p) with the mask the forward pass used (keep it in the cache; do not draw "
             "a new one); in test mode dx = dout.")
@@ -156,7 +171,9 @@ class DropoutBackward(Item):
                     (float(s.inputs.uniform(0.2, 0.8)), "test", _seed(s)),
                     (0.0, "train", _seed(s))]
         for p, mode, seed in settings:
-            shape = (int(s.inputs.integers(4, 9)), int(s.inputs.integers(3, 8)))
+            # Train cases with p > 0 are large enough for the forward's dropped-fraction check to have teeth.
+            shape = BACKWARD_TRAIN_SHAPE if (mode == "train" and p > 0) else (int(s.inputs.integers(4, 9)),
+                                                                              int(s.inputs.integers(3, 8)))
             x = away_from_kinks(s.inputs, shape, kinks=(0.0,), margin=1e-2)
             dout = s.upstream.normal(size=shape)
             steps = [Call("dropout_forward", [arr("x"), _param(p, mode, seed)], save=("out", "cache")),
@@ -166,17 +183,29 @@ class DropoutBackward(Item):
                               label=f" on x of shape {shape} with {_describe_param(p, mode, seed)}"))
         return cases
 
+    def prerequisite_fault(self, case, out):
+        """In train mode with p > 0: does the learner's forward output carry a real dropout mask?"""
+        x, p = case.arrays["x"], case.context["p"]
+        if case.context["mode"] == "test":
+            return None
+        fwd = out.get("out")
+        if not isinstance(fwd, np.ndarray) or fwd.shape != x.shape or fwd.dtype.kind not in "biuf":
+            return "dropout_forward", f"did not return an out of shape {x.shape}"
+        kept = float(np.mean(fwd != 0))
+        if p > 0 and min(kept, 1.0 - kept) < MIN_MASK_SHARE:
+            return "dropout_forward", f"kept {kept:.0%} of the units at p = {p:.3g} (no dropout mask to check dx with)"
+        return None
+
     def check(self, case, out):
         x, dout = case.arrays["x"], case.arrays["dout"]
         p, mode = case.context["p"], case.context["mode"]
         if mode == "test":
             keep, p_eff = np.ones(x.shape, dtype=bool), 0.0
         else:
-            fwd = out["out"]
-            if not isinstance(fwd, np.ndarray) or fwd.shape != x.shape:
-                raise Failure(f"{self.name} could not be checked because dropout_forward did not return an out "
-                              f"of shape {x.shape}{case.label}.")
-            keep, p_eff = fwd != 0, p
+            fault = self.prerequisite_fault(case, out)
+            if fault is not None:
+                raise Failure(f"{self.name}: dx cannot be compared{case.label}: {fault[0]} {fault[1]}.")
+            keep, p_eff = out["out"] != 0, p
         expected = numerical_gradient_array(lambda v: R.dropout_apply(v, keep, p_eff), x, dout)
         dx = expect_array(self.name, "dx", out["dx"], x.shape, case.label, self.hint)
         expect_close(self.name, "dx", dx, expected, SMOOTH, case.label, self.hint)

@@ -5,9 +5,11 @@ Forward passes are compared with the vectorised references of
 gradient of the reference forward in float64: relative error < 1e-7 for the
 linear layers (convolution, im2col) and spatial batch norm, < 1e-5 where there
 are kinks (max pooling, the residual block's ReLUs). Shapes stay small so the
-numerical gradients are fast, but every case mixes the hard parts: stride > 1,
-zero padding, non-square inputs and kernels, sizes where the output-size
-formula has to round down. Max-pool inputs have all-distinct values, spaced far
+numerical gradients are fast, but every grading run contains the hard parts, by
+construction rather than by chance: stride > 1 with zero padding and with none,
+non-square inputs and kernels, and sizes where the output-size formula has to
+round down with a fractional part of 2/3 (so round() rounds the wrong way and an
+assert that the division comes out even fails, on every seed). Max-pool inputs have all-distinct values, spaced far
 more than the finite-difference step, so no window has a tie; residual-block
 inputs are redrawn until every ReLU input is at least 1e-3 away from 0.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import Failure, describe, expect_array, expect_close, shape_phrase
-from ..numerics import numerical_gradient_array
+from ..numerics import numerical_gradient_array, rel_error
 from ..protocol import Call, Case, arr, dict_of, list_of, lit, ref, state
 from ..references import ch04_batchnorm as R4
 from ..references import ch06_cnn as R
@@ -38,6 +40,13 @@ def _expect_int(item, quantity, value, expected, where, hint):
         raise Failure(f"{item}: {quantity} is {float(value):g}, expected {expected}{where}.\nHint: {hint}")
 
 
+def _with_remainder(size, kernel, pad, stride, remainder):
+    """The smallest size >= ``size`` with (size + 2 pad - kernel) % stride == remainder."""
+    while (size + 2 * pad - kernel) % stride != remainder:
+        size += 1
+    return size
+
+
 @register(CHAPTER)
 class ConvOutputSize(Item):
     name = "conv_output_size"
@@ -51,8 +60,18 @@ class ConvOutputSize(Item):
             stride = int(s.inputs.integers(2, 4)) if index % 2 == 0 else int(s.inputs.integers(1, 4))
             pad = int(s.inputs.integers(0, 3))
             H, W = (int(v) for v in s.inputs.integers(max(HH, WW) + 1, 40, size=2))
-            if index == 0 and (H + 2 * pad - HH) % stride == 0:
-                H += 1           # a size where the division does not come out even: floor, not ceil
+            if index == 0:
+                # stride 3, no padding, non-square: H leaves remainder 2 (x.67: round() rounds UP), W remainder 1.
+                stride, pad = 3, 0
+                H = _with_remainder(H, HH, 0, 3, 2)
+                W = _with_remainder(W, WW, 0, 3, 1)
+                W = W + 3 if W == H else W
+            elif index == 1:
+                # stride 2, remainder 1 with an odd quotient: (H + 2 pad - HH) / 2 = q + 0.5 and round() gives q + 1.
+                stride = 2
+                H = _with_remainder(H, HH, pad, 2, 1)
+                if ((H + 2 * pad - HH) // 2) % 2 == 0:
+                    H += 2
             args = dict(H=H, W=W, HH=HH, WW=WW, stride=stride, pad=pad)
             cases.append(Case(steps=[Call(self.name, [lit(v) for v in args.values()], save="size")],
                               arrays={}, returns=("size",), context=args,
@@ -104,18 +123,24 @@ class LayerForwardItem(ForwardItem):
 
 
 def _conv_inputs(s, index):
-    """Case 0: stride 2 and padding 1; case 1: stride 1, no padding, non-square kernel; case 2: anything."""
+    """Every run has all three: case 0 stride 2 with padding, an output size that rounds down (x.5) and a
+    non-square kernel; case 1 stride 1, no padding, non-square input and kernel; case 2 stride 3, no padding,
+    non-square input and kernel, H_out rounding down from x.67 (round() is wrong) and W_out from x.33."""
     N, C, F = (int(v) for v in s.inputs.integers(1, 4, size=3))
     C = max(C, 2) if index == 1 else C            # at least two channels: the column order matters
     H, W = (int(v) for v in s.inputs.integers(4, 8, size=2))
     if index == 0:
-        HH, WW, stride, pad = 3, 3, 2, 1
+        HH, WW, stride, pad = 3, int(s.inputs.integers(2, 4)), 2, int(s.inputs.integers(1, 3))
+        H = _with_remainder(H, HH, pad, stride, 1)
     elif index == 1:
         HH, WW, stride, pad = 2, 3, 1, 0
         W = H + 1                                 # non-square input
     else:
-        HH, WW = (int(v) for v in s.inputs.integers(1, 4, size=2))
-        stride, pad = int(s.inputs.integers(1, 3)), int(s.inputs.integers(1, 3))
+        HH, WW = [(1, 2), (2, 1), (2, 3), (3, 2)][int(s.inputs.integers(0, 4))]
+        stride, pad = 3, 0
+        H = _with_remainder(H, HH, pad, stride, 2)
+        W = _with_remainder(W, WW, pad, stride, 1)
+        W = W + 3 if W == H else W
     arrays = {"x": s.inputs.normal(size=(N, C, H, W)), "w": s.inputs.normal(size=(F, C, HH, WW)),
               "b": s.inputs.normal(size=(F,))}
     return arrays, {"conv_param": {"stride": stride, "pad": pad}}
@@ -221,6 +246,7 @@ class Col2im(Item):
 @register(CHAPTER)
 class ConvForwardIm2col(ConvForwardNaive):
     name = "conv_forward_im2col"
+    requires = ("im2col",)          # a wrong im2col is named ("fix im2col first") when this item fails
     hint = ("cols = im2col(x, HH, WW, stride, pad); out = cols @ w.reshape(F, -1).T + b has one row per "
             "(n, i, j): reshape it to (N, H_out, W_out, F) and move F to axis 1 with transpose(0, 3, 1, 2).")
 
@@ -229,6 +255,7 @@ class ConvForwardIm2col(ConvForwardNaive):
 class ConvBackwardIm2col(ConvBackwardNaive):
     name = "conv_backward_im2col"
     forward = ConvForwardIm2col()
+    requires = ("col2im",)
     hints = {"dx": "dcols = dout_rows @ w.reshape(F, -1), then dx = col2im(dcols, x.shape, HH, WW, stride, pad); "
                    "dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, F) matches im2col's row order.",
              "dw": "dw = (dout_rows.T @ cols).reshape(w.shape), with dout_rows = dout.transpose(0, 2, 3, 1)"
@@ -239,12 +266,19 @@ class ConvBackwardIm2col(ConvBackwardNaive):
 # --- max pooling --------------------------------------------------------------------------
 
 def _pool_inputs(s, index):
-    """Case 0: 2x2 windows, stride 2; case 1: overlapping non-square windows; case 2: stride != window."""
+    """Case 0: 2x2 windows, stride 2, an odd H (H_out rounds down from x.5); case 1: overlapping non-square
+    windows on a non-square input; case 2: 2x3 windows, stride 3, a non-square input whose H_out and W_out
+    both round down from x.67 (round() is wrong). Every run has all three."""
     N, C = (int(v) for v in s.inputs.integers(1, 4, size=2))
     H, W = (int(v) for v in s.inputs.integers(4, 8, size=2))
     ph, pw, stride = [(2, 2, 2), (3, 2, 1), (2, 3, 3)][index]
-    if index == 1:
+    if index == 0:
+        H = _with_remainder(H, ph, 0, stride, 1)
+    elif index == 1:
         W = H + 1
+    else:
+        H = int(s.inputs.choice([4, 7]))
+        W = int(s.inputs.choice([5, 8]))
     # All values distinct and at least 0.05 apart (h = 1e-5): every window has a unique maximum.
     size = N * C * H * W
     values = (s.inputs.permutation(size) - size / 2) * 0.1 + s.inputs.uniform(-0.02, 0.02, size=size)
@@ -345,9 +379,19 @@ class SpatialBatchnormBackward(Item):
             bn = dict_of(mutable=True, mode=lit("train"))
             steps = [Call("spatial_batchnorm_forward", [arr("x"), arr("gamma"), arr("beta"), bn], save=("out", "cache")),
                      Call(self.name, [arr("dout"), ref("cache")], save=("dx", "dgamma", "dbeta"))]
-            cases.append(Case(steps=steps, arrays=arrays, returns=("dx", "dgamma", "dbeta"),
+            cases.append(Case(steps=steps, arrays=arrays, returns=("out", "dx", "dgamma", "dbeta"),
                               label=shape_phrase(x=arrays["x"])))
         return cases
+
+    def prerequisite_fault(self, case, out):
+        """The learner's spatial_batchnorm_forward ``out`` in this case (train mode) against the reference."""
+        a = case.arrays
+        expected = R.spatial_batchnorm_forward(a["x"], a["gamma"], a["beta"])
+        got = out.get("out")
+        if not (isinstance(got, np.ndarray) and got.shape == expected.shape and got.dtype.kind in "biuf"
+                and np.all(np.isfinite(got)) and rel_error(got.astype(np.float64), expected) < SMOOTH):
+            return "spatial_batchnorm_forward", "returned a wrong out"
+        return None
 
     def check(self, case, out):
         inputs = {n: case.arrays[n] for n in ("x", "gamma", "beta")}
@@ -403,7 +447,7 @@ def _residual_cases(s, backward):
         if backward:
             arrays["dout"] = s.upstream.normal(size=arrays["x"].shape)
             steps.append(Call("residual_block_backward", [arr("dout"), ref("cache")], save=("dx", "grads")))
-            returns = ("dx", "grads")
+            returns = ("out", "dx", "grads")
         cases.append(Case(steps=steps, arrays=arrays, returns=returns,
                           label=shape_phrase(x=arrays["x"], w1=arrays["w1"])))
     return cases
@@ -414,14 +458,23 @@ def _residual_reference(arrays, **replace):
     return R.residual_block_forward(*[values[n] for n in ("x",) + PARAM_NAMES])
 
 
+def _train_mode(case):
+    return case.context.get("mode", "train") == "train"
+
+
 @register(CHAPTER)
 class ResidualBlockForward(Item):
+    """Built from the learner's conv_forward_im2col and spatial_batchnorm_forward: when the block is wrong and
+    one of those fails its own (train-mode) cases, the message says to fix that one first; the block's
+    points still need a right ``out``."""
+
     name = "residual_block_forward"
+    requires = ("conv_forward_im2col", "spatial_batchnorm_forward")
     hint = ("out = relu(bn2(conv2(relu(bn1(conv1(x))))) + x): 'same' convolutions (stride 1, pad (K - 1) // 2, "
             "no bias), spatial batch norm with bn_params[0] and bn_params[1], the shortcut added BEFORE the last ReLU.")
 
     def cases(self, s):
-        return _residual_cases(s, backward=False)
+        return _residual_cases(s, backward=False) + self.probe_cases(s, keep=_train_mode)
 
     def check(self, case, out):
         expected = _residual_reference(case.arrays)
@@ -431,14 +484,25 @@ class ResidualBlockForward(Item):
 
 @register(CHAPTER)
 class ResidualBlockBackward(Item):
+    """Gradients against the reference block's numerical gradient; a wrong learner residual_block_forward in
+    the same case, or a failing conv_backward_im2col / spatial_batchnorm_backward, is named in the message."""
+
     name = "residual_block_backward"
+    requires = ("conv_backward_im2col", "spatial_batchnorm_backward")
     hints = {"dx": "the gradient reaches x along two paths: through both conv-BN layers AND straight along the "
                    "shortcut; add them (both start from relu_backward of dout).",
              "grads": "run the layers' backward functions in reverse order: relu, bn2, conv2, relu, bn1, conv1; "
                       "return grads with the keys w1, gamma1, beta1, w2, gamma2, beta2."}
 
     def cases(self, s):
-        return _residual_cases(s, backward=True)
+        return _residual_cases(s, backward=True) + self.probe_cases(s)
+
+    def prerequisite_fault(self, case, out):
+        try:
+            ResidualBlockForward().check(case, out)
+        except Failure:
+            return "residual_block_forward", "returned a wrong out"
+        return None
 
     def check(self, case, out):
         a = case.arrays
