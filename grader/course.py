@@ -52,6 +52,10 @@ class CourseError(Exception):
     """A problem the instructor must fix (bad folder, unknown chapter); the message says how."""
 
 
+class GradingUnavailable(CourseError):
+    """The preflight found that grading here would not be trustworthy; nobody was graded."""
+
+
 def chapters() -> list[str]:
     return sorted(p.name for p in SOLUTIONS.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -137,6 +141,30 @@ def _tail(text, lines=15):
 
 # --- Release ---------------------------------------------------------------------------
 
+VALIDATE_REPORT = ("# Validate stops here while {name} is unwritten or fails its check above.\n"
+                   "import dlcourse.validation\n"
+                   "dlcourse.validation.report(\"{name}\")")
+
+
+def _with_validate_reports(nb):
+    """nbgrader's Validate only looks at graded cells, and a released hidden-test cell holds only a comment.
+
+    Each one gets a line that, under Validate, names its function when it is unwritten or fails
+    its visible check (dlcourse/validation.py); the checksum is recomputed so the cell does not
+    count as changed. Grading never runs it: nbgrader puts the hidden tests back in its place.
+    """
+    from nbgrader.utils import compute_checksum
+
+    for cell in nb.cells:
+        meta = nb_meta(cell)
+        grade_id = str(meta.get("grade_id", ""))
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution") \
+                and grade_id.startswith("test_") and "dlcourse.validation" not in cell.source:
+            cell.source = cell.source.rstrip("\n") + "\n" + VALIDATE_REPORT.format(name=grade_id[len("test_"):])
+            meta["checksum"] = compute_checksum(cell)
+    return nb
+
+
 def _learner_copy(nb):
     """A released notebook as committed to notebooks/: no outputs, no execution counts."""
     for cell in nb.cells:
@@ -158,6 +186,8 @@ def release_assignment(root: Path, chapter: str, notebooks_dir: Path | None = NO
     earlier_chapters.write_given_code(chapter, SOLUTIONS)
     _nbgrader(root, "generate_assignment", chapter, "--force")
     released = root / "release" / chapter
+    for path in sorted(released.glob("*.ipynb")):
+        nbformat.write(_with_validate_reports(nbformat.read(str(path), as_version=4)), str(path))
     if notebooks_dir is not None:
         target = Path(notebooks_dir) / chapter
         if target.exists():
@@ -364,16 +394,27 @@ def submitted_students(root: Path, chapter: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / chapter).is_dir())
 
 
-def autograde(root: Path, chapter: str, students=None, workers: int | None = None, progress=None) -> list[GradeRun]:
+def autograde(root: Path, chapter: str, students=None, workers: int | None = None, progress=None,
+              preflight: bool = True) -> list[GradeRun]:
     """Autograde every (or the given) learner's submission, ``workers`` at a time.
 
-    Each learner is graded by its own `nbgrader autograde` process, whose
-    notebook runs in a sandbox slot of its own; one learner's failure is
-    recorded and never stops the others. Re-running regrades from the
-    untouched submissions.
+    First the preflight (``grader.preflight``) proves that the chapter's solution
+    scores full marks and its released notebook zero in this very configuration;
+    if not, GradingUnavailable is raised and nobody is graded. Each learner is then
+    graded by its own `nbgrader autograde` process, whose notebook runs in a
+    sandbox slot of its own; one learner's failure is recorded and never stops the
+    others. Re-running regrades from the untouched submissions.
     """
     _check_chapter(chapter)
     root = Path(root)
+    if not (root / "nbgrader_config.py").is_file():
+        raise CourseError(f"{root} is not a course folder: run `course init --course {root}` first")
+    if preflight:
+        from .preflight import run_preflight
+
+        report = run_preflight(root, chapter)
+        if not report.ok:
+            raise GradingUnavailable(report.summary())
     students = list(students) if students is not None else submitted_students(root, chapter)
     workers = max(1, workers or os.cpu_count() or 1)
     # nbgrader grades with the source folder's copy of every data file, never a learner's.
@@ -442,7 +483,8 @@ class LearnerResult:
     score: float | None
     max_score: float
     items: dict           # item -> points scored (None if not graded)
-    status: str           # "graded", "problems", "error", "no submission", "not graded"
+    status: str           # "graded", "problems", "grading problem" (answers not recorded), "error",
+    #                       "no submission", "not graded"
     problems: list        # what went wrong with the submission or its run
     failures: list        # first line of each failed item's feedback
 
@@ -480,6 +522,9 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
                 report = json.loads(path.read_text())
                 verdicts.update(report.get("items", {}))
                 run = report.get("run") or {}
+                if run.get("workdir_damaged_at_cell") is not None:
+                    problems.append(f"the learner's code removed its working folder's grading files in cell "
+                                    f"{run['workdir_damaged_at_cell'] + 1}")
                 if run.get("kernel_died_at_cell") is not None:
                     problems.append(f"the kernel died in cell {run['kernel_died_at_cell'] + 1}")
                 elif run.get("error"):
@@ -499,6 +544,10 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
             for item, verdict in verdicts.items():
                 if not verdict.get("passed"):
                     failures.append((verdict.get("message") or item).splitlines()[0])
+            unrecorded = [item for item, verdict in verdicts.items() if not verdict.get("recorded", True)]
+            if unrecorded:
+                problems.insert(0, f"nothing was recorded for {len(unrecorded)} item(s) ({', '.join(unrecorded)}): "
+                                   f"those zeros are not judgments of answers")
             if error:
                 status = "error"
                 problems.insert(0, error)
@@ -508,7 +557,7 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
             elif score is None:
                 status = "no submission" if student not in submitted_students(root, chapter) else "not graded"
             else:
-                status = "problems" if problems else "graded"
+                status = "grading problem" if unrecorded else "problems" if problems else "graded"
             rows.append(LearnerResult(student, chapter, score, max_score, items, status, problems, failures))
     return rows
 

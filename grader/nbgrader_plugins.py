@@ -58,7 +58,18 @@ def kernel_environment(job: Path) -> dict:
         "MKL_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "JUPYTER_PLATFORM_DIRS": "1",
+        # Graded numbers are computed on the CPU in float64 (DESIGN.md section 6): no GPU in grading.
+        "CUDA_VISIBLE_DEVICES": "",
     }
+
+
+def learner_side_paths() -> list[Path]:
+    """What learner code may import besides the virtual environment: dlcourse and the kernel-side harness."""
+    import importlib.util
+
+    paths = [Path(importlib.util.find_spec("course_harness").origin).resolve()]
+    paths += [Path(p).resolve() for p in importlib.util.find_spec("dlcourse").submodule_search_locations]
+    return paths
 
 
 def paths_hidden_from_learners(extra=()) -> list[Path]:
@@ -109,6 +120,7 @@ class SandboxedExecute(NbGraderPreprocessor):
                     "--cell-timeout", str(self.cell_timeout), "--max-output-chars", str(self.max_output_chars)]
             run = sandbox.run_in_sandbox(argv, job, env=kernel_environment(job), limits=limits,
                                          hide=paths_hidden_from_learners(self.hidden_paths),
+                                         expose=learner_side_paths(),
                                          slot=int(os.environ.get(SLOT_ENV, "0")), mode=self.isolation or None)
             executed, status = self._read_back(job, nb, run)
             results = {}
@@ -134,7 +146,7 @@ class SandboxedExecute(NbGraderPreprocessor):
 
     def _read_back(self, job, original, run):
         status = {"ok": False, "kernel_died_at_cell": None, "timed_out_cells": [], "error": None,
-                  "cells_executed": 0}
+                  "cells_executed": 0, "workdir_damaged_at_cell": None}
         try:
             raw = read_untrusted(job / "run_status.json", 2**20)
             if raw:
@@ -173,12 +185,23 @@ def verdict_output(verdict: Verdict) -> NotebookNode:
                       "traceback": verdict.message.splitlines()})
 
 
-def _stopped_reason(status):
-    if status.get("kernel_died_at_cell") is not None:
-        return f"The kernel died while running cell {status['kernel_died_at_cell'] + 1}."
+def _not_recorded_reason(status, cell, index):
+    """Why a hidden test cell recorded nothing, as far as the run tells: said to the learner, not guessed at."""
+    damaged = status.get("workdir_damaged_at_cell")
+    if damaged is not None and damaged < index:
+        return (f"Your code removed files from its working folder in cell {damaged + 1} (the hidden tests' "
+                f"inputs went with them), so this test could not run.")
+    died = status.get("kernel_died_at_cell")
+    if died is not None and died <= index:
+        return (f"The kernel died in cell {died + 1} before this test ran (os._exit, a crash, or the memory "
+                f"limit in your code ends it).")
+    ran = cell.get("outputs") and not any(o.get("ename") == "NotExecuted" for o in cell.get("outputs", []))
+    if ran:
+        return ("This hidden test ran but recorded nothing: code in your notebook replaced or broke the grading "
+                "harness (course_harness) or its files.")
     if status.get("error"):
-        return f"Grading stopped: {status['error']}."
-    return ""
+        return f"Grading stopped before this test ran: {status['error']}."
+    return "The notebook stopped before this hidden test ran."
 
 
 class ApplyVerdicts(NbGraderPreprocessor):
@@ -193,21 +216,23 @@ class ApplyVerdicts(NbGraderPreprocessor):
             raise RuntimeError("ApplyVerdicts needs SandboxedExecute earlier in the pipeline")
         chapter = resources["nbgrader"]["assignment"]
         items = chapter_items(chapter)
-        verdicts = {}
-        for cell in nb.cells:
+        verdicts, recorded = {}, {}
+        for index, cell in enumerate(nb.cells):
             grade_id = str(nb_meta(cell).get("grade_id", ""))
             if not (nb_meta(cell).get("grade") and grade_id.startswith(TEST_PREFIX)):
                 continue
             name = grade_id[len(TEST_PREFIX):]
             verdict = judge(items[name], state["cases"][name], state["results"].get(name))
-            if state["results"].get(name) is None and _stopped_reason(state["status"]):
-                verdict.message += " " + _stopped_reason(state["status"])
+            recorded[name] = state["results"].get(name) is not None
+            if not recorded[name]:
+                verdict.message += " " + _not_recorded_reason(state["status"], cell, index)
             verdicts[name] = verdict
             cell.outputs = [verdict_output(verdict)]
         report = {"student": resources["nbgrader"]["student"], "assignment": chapter,
                   "notebook": resources["nbgrader"]["notebook"], "isolation": state["isolation"],
                   "run": state["status"],
-                  "items": {n: {"passed": v.passed, "message": v.message} for n, v in verdicts.items()}}
+                  "items": {n: {"passed": v.passed, "message": v.message, "recorded": recorded[n]}
+                            for n, v in verdicts.items()}}
         resources["course"]["report"] = report
         if self.report_dir:
             path = Path(self.report_dir) / chapter / report["student"] / f"{report['notebook']}{REPORT_SUFFIX}"

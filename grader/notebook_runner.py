@@ -13,7 +13,7 @@ must not import anything from the course repository.
 It always writes OUT (possibly partial) and ``run_status.json`` next to OUT::
 
     {"ok": bool, "kernel_died_at_cell": int | null, "timed_out_cells": [int],
-     "error": str | null, "cells_executed": int}
+     "error": str | null, "cells_executed": int, "workdir_damaged_at_cell": int | null}
 
 * ``ok``: every code cell was executed (errors raised by learner code and
   interrupted cells do not count against it; kernel death, a kernel start
@@ -23,6 +23,8 @@ It always writes OUT (possibly partial) and ``run_status.json`` next to OUT::
 * ``timed_out_cells``: indices of the cells interrupted at the cell timeout.
 * ``cells_executed``: code cells whose execution finished (with or without an
   error); the cell in which the kernel died is not counted.
+* ``workdir_damaged_at_cell``: the first cell after which the hidden tests' input
+  files (``$COURSE_GRADING_DIR/cases``) were gone: the notebook deleted them.
 
 Fail-closed outputs: all outputs of IN are discarded, and every code cell
 starts with an ``error`` output (ename ``NotExecuted``) that is replaced when
@@ -69,6 +71,7 @@ class Status:
             "timed_out_cells": [],
             "error": "the notebook runner did not finish (killed?)",
             "cells_executed": 0,
+            "workdir_damaged_at_cell": None,
         }
 
     def write(self) -> None:
@@ -321,6 +324,13 @@ def _parse_args(argv):
     return args
 
 
+def _grading_files_gone() -> bool:
+    """True once the hidden tests' inputs (COURSE_GRADING_DIR/cases) have been removed by the notebook."""
+    grading = os.environ.get("COURSE_GRADING_DIR")
+    return bool(grading) and os.path.isdir(os.path.dirname(grading) or ".") and \
+        not os.path.isdir(os.path.join(grading, "cases"))
+
+
 def _ipc_address(runtime_dir: Path) -> str:
     """Kernel channels use Unix sockets (the sandbox has no network at all)."""
     path = str(runtime_dir.resolve() / "k")
@@ -410,6 +420,8 @@ def run(args) -> int:
                     died_at = index
                     break
                 executed += 1
+                if status.data["workdir_damaged_at_cell"] is None and _grading_files_gone():
+                    status.data["workdir_damaged_at_cell"] = index
                 status.data.update(cells_executed=executed,
                                    timed_out_cells=list(client.timed_out_cells))
                 _write_nb(nb, out_path)

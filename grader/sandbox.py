@@ -6,16 +6,26 @@ The trusted grader prepares a job directory ("workdir"), then calls
 
 ``root``
     The grader runs as root.  The command runs in new mount, network, PID,
-    IPC and UTS namespaces (created with util-linux ``unshare``), every path
-    in ``hide`` is covered by an empty read-only tmpfs, /tmp, /var/tmp,
-    /dev/shm, /run/lock (and /dev/mqueue) get fresh private size-limited
-    tmpfs mounts, and the command runs as uid/gid ``SANDBOX_UID_BASE + slot``
-    with no supplementary groups, no capabilities and ``no_new_privs``.
+    IPC and UTS namespaces (created with util-linux ``unshare``), in a new
+    root that is an **allow-list**: an empty tmpfs into which only the
+    system trees (/usr, /bin, /lib*, /etc), the Python installation, the
+    ``expose`` paths (the learner-side packages) and the workdir are
+    bind-mounted, all read-only but the workdir, with private size-limited
+    /tmp, /var/tmp and /dev/shm and a minimal /dev; then ``pivot_root`` and
+    the old root is detached, so nothing else of the host exists for the
+    job.  The command runs as uid/gid ``SANDBOX_UID_BASE + slot`` with no
+    supplementary groups, no capabilities and ``no_new_privs``.
 ``userns``
     The grader is not root but unprivileged user namespaces work: the same
-    namespaces are created inside a new user namespace
-    (``unshare --user --map-root-user``) and the same hiding is done; there
-    is no uid switch, capabilities are dropped instead.
+    namespaces and the same allow-list root are created inside a new user
+    namespace (``unshare --user --map-root-user``); there is no uid switch,
+    capabilities are dropped instead.
+
+Why not bubblewrap: it would do the same mounts, but as root it cannot drop to
+a per-slot host uid without a user namespace (which loses RLIMIT_NPROC per job
+and separation between slots), it is not installed on typical grading hosts,
+and the launcher below (about 300 lines, one file) already needs its own PID-1
+reaper, memfd configuration and rlimits.
 ``none``
     No isolation: a plain child in a new session with rlimits, the given
     environment and cwd.
@@ -81,7 +91,14 @@ MODES = ("root", "userns", "none")
 # Directories that get a fresh private tmpfs (if they exist).  The first two
 # are sized with Limits.tmpfs_bytes, the others get a small fixed size.
 _PRIVATE_TMPFS_BIG = ("/tmp", "/dev/shm")
-_PRIVATE_TMPFS_SMALL = ("/var/tmp", "/run/lock", "/dev/mqueue")
+_PRIVATE_TMPFS_SMALL = ("/var/tmp",)
+# The system part of the allow-list: programs, libraries and configuration, read-only.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+             ("stderr", "/proc/self/fd/2"))
+# Where the new root is assembled inside the job's mount namespace before pivot_root.
+_STAGING = "/tmp"
 _SMALL_TMPFS_BYTES = 16 * 2**20
 
 _UNSHARE_FLAGS = (
@@ -172,13 +189,17 @@ def _describe(mode: str) -> Isolation:
         "No network: the network namespace has only a loopback interface and it is "
         "down, so no TCP/UDP connection to anything (not even the host's 127.0.0.1) "
         "is possible; abstract Unix sockets of the host are unreachable.",
-        "Every existing path in `hide` is covered by an empty read-only tmpfs (a "
-        "hidden file by a read-only nodev bind of /dev/null that cannot be opened); "
-        "learner code cannot undo "
-        "these mounts. The workdir and the exposed paths (the Python installation) "
-        "stay reachable even if they lie under a hidden path or under /tmp.",
+        "Allow-list filesystem: learner code runs in a new, otherwise empty root (pivot_root) "
+        "holding only the system's programs, libraries and configuration (/usr, /bin, /lib*, "
+        "/etc), the Python installation and virtual environment, the learner-side packages, "
+        "/proc of its own PID namespace, a minimal /dev (null, zero, full, random, urandom) and "
+        "the job's workdir. All of it is read-only except the workdir; nothing else of the host "
+        "exists there, wherever it lives (other clones, home directories, course folders, /srv, "
+        "/opt, /mnt, /sys, the host's root): the old root is detached. Paths in `hide` that lie "
+        "inside an exposed tree are covered by an empty read-only tmpfs.",
         "Private, size-limited tmpfs on /tmp and /dev/shm (Limits.tmpfs_bytes) and on "
-        "/var/tmp, /run/lock, /dev/mqueue where they exist; discarded after the job.",
+        "/var/tmp; discarded after the job.",
+        "No GPU device node is exposed: graded code runs on the CPU.",
         "Only the job's own processes are visible in /proc.",
         "The whole process tree is killed when the wall limit expires, when the main "
         "process exits, and when the grader dies (PID namespace init + "
@@ -192,24 +213,21 @@ def _describe(mode: str) -> Isolation:
         guarantees = ns_guarantees + (
             f"Learner code runs as uid/gid {SANDBOX_UID_BASE}+slot with no "
             "supplementary groups and no capabilities (bounding set emptied).",
-            "Nothing on the host filesystem is writable except the workdir and "
-            "world-writable locations; the usual world-writable directories are "
-            "covered by the private tmpfs mounts above.",
+            "Nothing on the host filesystem is writable except the workdir.",
             "The workdir is chowned to the slot's uid with mode 0700, so jobs in other "
             "slots cannot enter it; afterwards it is chowned back to the grader and "
             "setuid/setgid bits are stripped, so a later job in the same slot cannot "
             "read it either.",
-            "Directories the sandbox uid could not traverse (e.g. /root) are replaced "
-            "by a read-only tmpfs that holds only the workdir and the exposed paths.",
+            "The exposed paths are reachable wherever they lie (under /tmp, under a 0700 home "
+            "directory, in a path with spaces): the directories leading to them are recreated in "
+            "the new root; the exposed trees themselves must be world-readable (`course doctor` "
+            "checks).",
             "RLIMIT_NPROC counts the processes of the slot's uid, i.e. it bounds the "
             "job's process count (fork bombs).",
         )
         missing = (
-            "World-readable files outside `hide` stay readable (the rest of the "
-            "repository, /etc, the Python installation, ...): hide everything secret.",
-            "World-writable files or directories outside /tmp, /var/tmp, /dev/shm, "
-            "/run/lock and /dev/mqueue (if any exist on the host) stay writable, and "
-            "world-writable Unix sockets on the filesystem stay connectable.",
+            "World-readable files inside the exposed system trees stay readable (/etc, /usr, "
+            "the Python installation): keep course secrets out of them.",
             "Two jobs must never run concurrently in the same slot (they would share "
             "a uid).",
         ) + _COMMON_MISSING
@@ -223,22 +241,19 @@ def _describe(mode: str) -> Isolation:
             "user after the run.",
         )
         missing = (
-            f"No uid switch: learner code acts on the host as the grading user, "
-            f"{who}; every file writable (or readable) by that user outside hidden "
-            "paths and the private tmpfs mounts stays writable (readable).",
-            "Jobs of the same grading user are not separated by uid: other jobs' "
-            "workdirs are protected only by `hide` (or by living under the private "
-            "/tmp).",
+            f"No uid switch: learner code acts as the grading user, {who}, inside the "
+            "allow-listed root; files of the exposed trees that user can read stay readable "
+            "(they are mounted read-only, so nothing outside the workdir is writable).",
+            "Jobs are not separated by uid; other jobs' workdirs are simply not in the root.",
             "RLIMIT_NPROC counts the processes of the namespace's uid inside this user "
             "namespace (per job on Linux >= 5.14); it is not enforced at all when "
             "the grading user is root (uid 0 is exempt), so fork bombs are then "
             "bounded only by the wall limit.",
-            "World-readable/writable Unix sockets on the filesystem stay connectable.",
         ) + _COMMON_MISSING
         if euid == 0:
             missing = (
-                "The grader runs as root: in this mode learner code can write almost "
-                "any file on the host (files owned by root). Use root mode.",
+                "The grader runs as root: in this mode learner code reads the exposed trees "
+                "as root (e.g. /etc/shadow). Use root mode.",
             ) + missing
     elif mode == "none":
         guarantees = (
@@ -333,63 +348,91 @@ def kept_flags(path):
     return out
 
 
-def is_under(path, top):
-    return path == top or top == "/" or path.startswith(top.rstrip("/") + "/")
+MNT_DETACH = 2
+PIVOT_ROOT_NR = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+# Order of operations at the same depth: a tmpfs first, then what is mounted on or in it.
+ORDER = {"tmpfs": 0, "ro": 1, "rw": 1, "dev": 1, "symlink": 2, "hide": 3}
 
 
-def makedirs_for(target, is_dir):
-    parent = os.path.dirname(target)
-    os.makedirs(parent, mode=0o755, exist_ok=True)
+def ensure_target(target, is_dir):
+    if os.path.lexists(target):
+        return
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
     if is_dir:
-        if not os.path.isdir(target):
-            os.mkdir(target, 0o755)
-    elif not os.path.lexists(target):
+        os.mkdir(target, 0o755)
+    else:
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
 
 
-def setup_mounts(cfg):
+def pivot_root():
+    nr = PIVOT_ROOT_NR.get(os.uname().machine)
+    if nr is None:
+        raise OSError("pivot_root: unknown syscall number on %s" % os.uname().machine)
+    if libc.syscall(nr, b".", b".") != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "pivot_root: " + os.strerror(err))
+    if libc.umount2(b".", MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "umount2(old root): " + os.strerror(err))
+
+
+def build_root(cfg):
+    """Allow-list: a fresh empty root holding only the planned paths, then pivot_root into it."""
+    os.umask(0o022)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    covers = cfg["covers"]      # [path, kind, options]; kind: tmpfs | hide
-    restores = cfg["restores"]  # [path, writable]
-    # Open every restore source before anything is covered.
+    plan = cfg["plan"]          # [path, kind, argument]
+    # Open every bind source before anything is mounted over it (the workdir may lie under /tmp).
     fds = {}
-    for path, writable in restores:
-        try:
-            fds[path] = os.open(path, os.O_PATH)
-        except FileNotFoundError:
-            if path == cfg["workdir"]:
-                raise
-    ops = [(p.count("/"), 0, "cover", p, kind, opts) for p, kind, opts in covers]
-    ops += [(p.count("/"), 1, "restore", p, w, None) for p, w in restores if p in fds]
-    ops.sort(key=lambda o: (o[0], o[1], o[3]))
+    for path, kind, _ in plan:
+        if kind in ("ro", "rw", "dev"):
+            try:
+                fds[path] = os.open(path, os.O_PATH)
+            except FileNotFoundError:
+                if path == cfg["workdir"]:
+                    raise
+    root = cfg["staging"]
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m,nr_inodes=4096")
+    ops = sorted(plan, key=lambda op: (op[0].rstrip("/").count("/"), ORDER[op[1]], op[0]))
     to_seal = []
-    for _, _, op, path, arg, opts in ops:
-        if op == "cover":
-            if not os.path.lexists(path):
+    for path, kind, arg in ops:
+        target = root + path
+        if kind == "tmpfs":
+            ensure_target(target, True)
+            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, arg)
+        elif kind == "symlink":
+            if not os.path.lexists(target):
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                os.symlink(arg, target)
+        elif kind in ("ro", "rw", "dev"):
+            fd = fds.get(path)
+            if fd is None:
                 continue
-            if os.path.isdir(path) and not os.path.islink(path):
-                mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | (MS_NOEXEC if arg == "hide" else 0), opts)
-                if arg == "hide":
-                    to_seal.append(path)
+            ensure_target(target, os.path.isdir("/proc/self/fd/%d" % fd))
+            mount("/proc/self/fd/%d" % fd, target, None, MS_BIND | MS_REC)
+            if kind != "rw":
+                mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(target))
+        elif kind == "hide":
+            # a hidden path that an exposed tree would otherwise show
+            if not os.path.lexists(target):
+                continue
+            if os.path.isdir(target) and not os.path.islink(target):
+                mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, arg)
+                to_seal.append(target)
             else:
-                # a file: cover it with /dev/null on a nodev, read-only bind, so
-                # any open() fails (EACCES) and nothing can be written
-                mount("/dev/null", path, None, MS_BIND)
-                mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV
-                      | MS_NOSUID | MS_NOEXEC | kept_flags(path))
-        else:
-            if not any(is_under(path, c[0]) for c in covers):
-                continue   # not covered by anything: already reachable as it is
-            fd = fds[path]
-            is_dir = os.path.isdir("/proc/self/fd/%d" % fd)
-            makedirs_for(path, is_dir)
-            mount("/proc/self/fd/%d" % fd, path, None, MS_BIND | MS_REC)
-            if not arg:
-                mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(path))
-    for path in reversed(to_seal):
-        mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                mount("/dev/null", target, None, MS_BIND)
+                mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV
+                      | MS_NOSUID | MS_NOEXEC | kept_flags(target))
+    for target in reversed(to_seal):
+        mount(None, target, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for fd in fds.values():
         os.close(fd)
+    os.chdir(root)
+    pivot_root()
+    os.chdir("/")
+    # the skeleton itself (directories leading to the exposed paths) is read-only
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def drop_capabilities():
@@ -480,7 +523,7 @@ def stage1(cfg):
                 signal.SIGPIPE, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
     try:
-        setup_mounts(cfg)
+        build_root(cfg)
         name = b"sandbox"
         if libc.sethostname(name, len(name)) != 0:
             raise OSError(ctypes.get_errno(), "sethostname failed")
@@ -651,27 +694,61 @@ def _make_owner_accessible(top: str) -> None:
     _walk_fix(top, fix)
 
 
-def _other_traversable(path: str) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return True   # nothing to fix: it does not exist for us either
-    return not stat.S_ISDIR(st.st_mode) or bool(st.st_mode & stat.S_IXOTH)
-
-
-def _blocked_ancestor(path: str) -> str | None:
-    """Topmost proper ancestor of `path` that 'other' cannot traverse."""
-    parts = Path(path).parts
-    for i in range(1, len(parts)):
-        anc = str(Path(*parts[:i]))
-        if not _other_traversable(anc):
-            return anc
-    return None
-
-
 def _default_expose() -> list[str]:
     paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
     return sorted({os.path.realpath(p) for p in paths})
+
+
+def _is_under(path: str, top: str) -> bool:
+    return path == top or top == "/" or path.startswith(top.rstrip("/") + "/")
+
+
+def _root_plan(workdir: str, limits: Limits, hide: Sequence[Path], expose: Sequence[Path]) -> list[list]:
+    """What the sandbox's otherwise empty root holds: [path, kind, argument] in host paths.
+
+    kinds: "ro"/"rw" bind a host path at the same place, "dev" binds a device node,
+    "tmpfs" mounts a private size-limited tmpfs, "symlink" recreates a host symlink
+    (/bin -> usr/bin), "hide" covers a hidden path that an exposed tree would show.
+    """
+    plan: list[list] = []
+    exposed: list[str] = []
+    for p in SYSTEM_PATHS:
+        if os.path.islink(p):
+            plan.append([p, "symlink", os.readlink(p)])
+        elif os.path.isdir(p):
+            exposed.append(p)
+    for p in sorted({os.path.realpath(p) for p in (*_default_expose(), *expose)}):
+        if os.path.exists(p) and not any(_is_under(p, top) for top in exposed):
+            exposed.append(p)
+    plan += [[p, "ro", None] for p in exposed]
+    plan.append(["/proc", "rw", None])   # the job's own PID namespace (mounted by unshare)
+    plan.append(["/dev", "tmpfs", "mode=0755,size=64k,nr_inodes=64"])
+    plan += [[f"/dev/{d}", "dev", None] for d in DEVICES if os.path.exists(f"/dev/{d}")]
+    plan += [[f"/dev/{name}", "symlink", target] for name, target in DEV_LINKS]
+    for p in _PRIVATE_TMPFS_BIG:
+        plan.append([p, "tmpfs", f"mode=1777,size={limits.tmpfs_bytes},nr_inodes=65536"])
+    for p in _PRIVATE_TMPFS_SMALL:
+        plan.append([p, "tmpfs", f"mode=1777,size={_SMALL_TMPFS_BYTES},nr_inodes=4096"])
+    plan.append([workdir, "rw", None])
+    for p in hide:
+        rp = os.path.realpath(p)
+        if rp != workdir and any(_is_under(rp, top) for top in exposed) and os.path.lexists(rp):
+            plan.append([rp, "hide", "mode=0755,size=1m,nr_inodes=1024"])
+    return plan
+
+
+def unreadable_exposed_paths(expose: Sequence[Path] = ()) -> list[str]:
+    """Exposed paths the sandbox's unprivileged uid (root mode) cannot read: learner code could not import them."""
+    bad = []
+    for p in sorted({os.path.realpath(p) for p in (*_default_expose(), *expose)}):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        want = (stat.S_IROTH | stat.S_IXOTH) if stat.S_ISDIR(st.st_mode) else stat.S_IROTH
+        if st.st_mode & want != want:
+            bad.append(f"{p} (mode {stat.S_IMODE(st.st_mode):04o})")
+    return bad
 
 
 # --------------------------------------------------------------------------
@@ -768,32 +845,10 @@ def _run(argv, workdir: Path, *, env, limits: Limits, hide, slot, iso: Isolation
             raise SandboxUnavailable("util-linux `unshare` was not found")
         flags = (["--user", "--map-root-user"] if iso.mode == "userns" else []) + list(_UNSHARE_FLAGS)
         cfg["unshare_argv"] = [unshare, *flags, "--", sys.executable, "-I", "-S", "-c", _LAUNCHER]
-        covers: list[list] = []
-        for p in _PRIVATE_TMPFS_BIG:
-            covers.append([p, "tmpfs", f"mode=1777,size={limits.tmpfs_bytes},nr_inodes=65536"])
-        for p in _PRIVATE_TMPFS_SMALL:
-            covers.append([p, "tmpfs", f"mode=1777,size={_SMALL_TMPFS_BYTES},nr_inodes=4096"])
-        for p in hide:
-            rp = os.path.realpath(p)
-            if os.path.lexists(rp):
-                covers.append([rp, "hide", "mode=0755,size=1m,nr_inodes=1024"])
-        exposed = sorted({os.path.realpath(p) for p in (*_default_expose(), *expose)})
-        restores = [[wd, True]] + [[p, False] for p in exposed if p != wd and os.path.exists(p)]
+        cfg["plan"] = _root_plan(wd, limits, hide, expose)
+        cfg["staging"] = _STAGING
         if iso.mode == "root":
             cfg["uid"], cfg["gid"] = uid, gid
-            for path, _ in restores:
-                anc = _blocked_ancestor(path)
-                if anc is not None:
-                    covers.append([anc, "hide", "mode=0755,size=1m,nr_inodes=1024"])
-        # a cover on exactly a restored path would be pointless: the restore wins
-        restored = {p for p, _ in restores}
-        seen: set[str] = set()
-        cfg["covers"] = []
-        for c in covers:
-            if c[0] not in restored and c[0] not in seen:
-                seen.add(c[0])
-                cfg["covers"].append(c)
-        cfg["restores"] = restores
 
     # Prepare the workdir.
     if iso.mode == "root":

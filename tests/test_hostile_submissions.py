@@ -143,6 +143,15 @@ def hostile_class(root: Path, listener_port: int):
                 return trusted(x)
             """)),
         "kernel_exits": insert_after(solved(), "test_classification_metrics", "import os\nos._exit(0)\n"),
+        "deletes_its_working_folder": insert_after(solved(), "test_softmax", """
+            import os, shutil
+            for name in os.listdir("."):
+                shutil.rmtree(name, ignore_errors=True) if os.path.isdir(name) else os.remove(name)
+            """),
+        "breaks_the_recorder": insert_after(solved(), "test_softmax", """
+            import course_harness
+            course_harness.run_hidden_test = lambda item, namespace: None
+            """),
         "loops_forever_in_function": solved(relu="def relu(x):\n    while True:\n        pass\n"),
         "loops_forever_at_top_level": insert_after(solved(), "", "while True:\n    pass\n"),
         "memory_bomb": insert_after(solved(sigmoid="def sigmoid(x):\n    junk = bytearray(8 * 2**30)\n"
@@ -290,6 +299,32 @@ def test_delegating_to_the_trusted_reference_does_not_score(graded):
     row = graded["rows"]["delegates_to_reference"]
     assert row.items["softmax"] == 0 and row.score == FULL - 1
     assert any("softmax" in m and ("ModuleNotFoundError" in m or "ImportError" in m) for m in row.failures), row.failures
+
+
+def _cell_number(nb_path, grade_id):
+    nb = nbformat.read(str(nb_path), as_version=4)
+    return next(i for i, c in enumerate(nb.cells) if nb_meta(c).get("grade_id") == grade_id) + 1
+
+
+def test_code_that_removes_its_working_folder_is_named_in_status_and_feedback(graded):
+    row = graded["rows"]["deletes_its_working_folder"]
+    assert row.items["softmax"] == 1 and row.items["DataLoader"] == 0, row.items
+    assert row.status == "grading problem", (row.status, row.messages)
+    damaged = _cell_number(graded["root"] / "submitted" / "deletes_its_working_folder" / CHAPTER /
+                           f"{CHAPTER}.ipynb", "test_softmax") + 1
+    assert any(f"removed its working folder's grading files in cell {damaged}" in m for m in row.problems), \
+        row.problems
+    assert any("DataLoader" in m and f"removed files from its working folder in cell {damaged}" in m
+               for m in row.failures), row.failures
+    assert not any("no answers were recorded: the notebook stopped" in m and "removed" not in m
+                   for m in row.failures), row.failures
+
+
+def test_code_that_breaks_the_recorder_is_told_so(graded):
+    row = graded["rows"]["breaks_the_recorder"]
+    assert row.items["softmax"] == 1 and row.items["DataLoader"] == 0, row.items
+    assert row.status == "grading problem", (row.status, row.messages)
+    assert any("DataLoader" in m and "ran but recorded nothing" in m for m in row.failures), row.failures
 
 
 def test_kernel_death_keeps_the_points_earned_before_it(graded):

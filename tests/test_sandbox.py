@@ -163,6 +163,7 @@ attempt("hidden_create", lambda: open(os.path.join(hd, "new.txt"), "w").write("x
 attempt("hidden_file_read", lambda: open(hf).read())
 attempt("hidden_file_write", lambda: open(hf, "w").write("pwned"))
 attempt("grader_pkg", lambda: os.listdir(cfg["grader_pkg"]))
+r["root_listing"] = sorted(os.listdir("/"))
 libc = ctypes.CDLL(None, use_errno=True)
 r["umount_hidden"] = libc.umount2(hd.encode(), 2)   # MNT_DETACH
 r["mount_tmpfs"] = libc.mount(b"tmpfs", cfg["outside"].encode(), b"tmpfs", 0, None)
@@ -236,19 +237,22 @@ def test_isolation_in_namespaced_modes(ns_mode, outside, job, tmp_path):
     finally:
         listener.close()
 
-    # hidden paths: empty, unreadable, unwritable, not unmountable; secrets intact
-    assert r["hidden_list"] == ["ok", []]
-    assert r["hidden_read"][0] == "FileNotFoundError"
-    assert r["hidden_write"][0] == "OSError" and "Read-only" in r["hidden_write"][1]
-    assert r["hidden_create"][0] == "OSError"
-    assert r["hidden_file_read"][0] == "PermissionError"
-    assert r["hidden_file_write"][0] in ("PermissionError", "OSError")
-    assert r["grader_pkg"] == ["ok", []]
+    # hidden paths (here: everything not on the allow-list) do not exist; secrets intact
+    for key in ("hidden_list", "hidden_read", "hidden_file_read", "grader_pkg"):
+        assert r[key][0] == "FileNotFoundError", (key, r[key])
+    for key in ("hidden_write", "hidden_create", "hidden_file_write"):
+        assert r[key][0] in ("FileNotFoundError", "PermissionError", "OSError"), (key, r[key])
     assert r["umount_hidden"] == -1 and r["mount_tmpfs"] == -1
     assert (hidden / "secret.txt").read_text() == SECRET
     assert hidden_file.read_text() == SECRET
     assert sorted(p.name for p in hidden.iterdir()) == ["secret.txt"]
     assert (ROOT / "grader" / "sandbox.py").exists()
+    # the root holds the allow-list only
+    assert set(r["root_listing"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin",
+                                      "tmp", "usr", "var", *Path(ROOT).parts[1:2], *Path(PY).parts[1:2],
+                                      *Path(sys.base_prefix).resolve().parts[1:2]}, \
+        r["root_listing"]
+    assert "sys" not in r["root_listing"] and "srv" not in r["root_listing"]
 
     # private /tmp and /dev/shm: nothing of the host's, nothing leaks back
     assert r["host_tmp_marker"] == ["ok", False]
@@ -280,9 +284,8 @@ def test_isolation_in_namespaced_modes(ns_mode, outside, job, tmp_path):
         uid = sandbox.SANDBOX_UID_BASE + slot
         assert (r["uid"], r["gid"], r["groups"]) == (uid, uid, [])
         # nothing outside the workdir is writable for the sandbox uid
-        assert r["write_outside"][0] == "PermissionError"
-        assert r["write_repo"][0] == "PermissionError"
-        assert r["write_etc"][0] == "PermissionError"
+        for key in ("write_outside", "write_repo", "write_etc"):
+            assert r[key][0] in ("PermissionError", "OSError", "FileNotFoundError"), (key, r[key])
         assert not (outside / "escaped.txt").exists() and not (ROOT / "escaped.txt").exists()
         # handed back to the grader, so the next job in this slot cannot read it
         assert (job / "result.txt").stat().st_uid == os.geteuid()
@@ -488,7 +491,7 @@ def test_userns_mode_for_a_non_root_grader(job):
         "    'err': res.stderr_tail[-500:], 'kept': (work / 'd' / 'f').read_text(),\n"
         "    'uid': os.getuid()}))\n"
     ) % str(ROOT)
-    res = run_in_sandbox([PY, "-c", inner], job, env=ENV, limits=SMALL, mode="root")
+    res = run_in_sandbox([PY, "-c", inner], job, env=ENV, limits=SMALL, mode="root", expose=[ROOT / "grader"])
     assert res.returncode == 0, res.stderr_tail
     r = last_json(res)
     assert r["uid"] == sandbox.SANDBOX_UID_BASE and r["mode"] == "userns", r
@@ -534,15 +537,16 @@ def test_parallel_slots_cannot_read_each_others_workdir(outside):
         t.join()
     for slot in (1, 2):
         r = last_json(results[slot])
-        assert r == {"list": "PermissionError", "read": "PermissionError",
-                     "write": "PermissionError"}, r
+        # the other slot's workdir is not even in this job's root
+        assert r == {"list": "FileNotFoundError", "read": "FileNotFoundError",
+                     "write": "FileNotFoundError"}, r
         assert (dirs[slot] / "mine.txt").read_text() == "mine"
     # a later job in slot 1 cannot read what the previous slot-1 job left behind either
     later = outside / "slot1-later"
     later.mkdir()
     res = run_in_sandbox([PY, "-I", "-c", code, str(dirs[1])], later, env=ENV, limits=SMALL,
                          slot=1, mode="root")
-    assert last_json(res)["read"] == "PermissionError"
+    assert last_json(res)["read"] in ("PermissionError", "FileNotFoundError")
 
 
 # --------------------------------------------------------------------------
@@ -646,3 +650,78 @@ def test_runner_reports_a_malformed_notebook(tmp_path, raw):
     assert status["ok"] is False and status["cells_executed"] == 0
     assert status["error"].startswith("cannot read notebook")
     assert out is not None and out.cells == []
+
+
+# --------------------------------------------------------------------------
+# Allow-list: copies of the course elsewhere on the host are invisible
+# --------------------------------------------------------------------------
+
+HUNT = r"""
+import json, os, sys
+plan = json.load(open(sys.argv[1]))   # a file: the command line and environment are in /proc
+token = plan["token"]
+found, seen = [], 0
+for top, dirs, files in os.walk("/", onerror=lambda e: None):
+    if top == "/proc" or top.startswith("/proc/"):
+        dirs[:] = []
+        continue
+    for name in dirs + files:
+        seen += 1
+        path = os.path.join(top, name)
+        if token in path:
+            found.append(path)
+proc_text = ""
+for name in ("mountinfo", "mounts", "environ", "cmdline", "maps"):
+    try:
+        proc_text += open("/proc/self/" + name, errors="replace").read()
+    except OSError:
+        pass
+readable = []
+for path in plan["files"]:
+    try:
+        open(path).read(10)
+        readable.append(path)
+    except OSError:
+        pass
+print(json.dumps({"found": found, "seen": seen, "in_proc": token in proc_text, "readable": readable,
+                  "sys": os.path.exists("/sys"), "root": sorted(os.listdir("/"))}))
+"""
+
+
+@pytest.fixture
+def planted_copies():
+    """Copies of worked solutions and references where hosts keep things: /srv, /opt, /mnt, a readable home."""
+    token = f"plantedcourse{os.getpid()}"
+    tops = [Path("/srv") / token, Path("/opt") / token, Path("/mnt") / token, Path("/home") / token]
+    files = []
+    for top in tops:
+        for rel in ("solutions/01_mlp_xor/01_mlp_xor.ipynb", "grader/references/ch01_mlp_xor.py",
+                    "grader/items/ch01_mlp_xor.py"):
+            path = top / "clone" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(SECRET)
+            files.append(str(path))
+        for d in [top, *top.rglob("*")]:
+            d.chmod(0o755 if d.is_dir() else 0o644)
+    yield token, files
+    for top in tops:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_planted_copies_of_solutions_and_references_are_invisible(ns_mode, job, planted_copies):
+    token, files = planted_copies
+    (job / "planted.json").write_text(json.dumps({"token": token, "files": files}))
+    res = run_in_sandbox([PY, "-I", "-c", HUNT, "planted.json"], job, env=ENV,
+                         limits=Limits(wall_seconds=120, cpu_seconds=100, memory_bytes=2**30, max_processes=64),
+                         mode=ns_mode)
+    assert res.returncode == 0, res.stderr_tail
+    r = last_json(res)
+    assert r["seen"] > 1000, r["seen"]          # the walk did cover the system trees
+    assert r["found"] == [] and r["readable"] == [], r
+    assert r["in_proc"] is False                 # /proc names no host path of the copies
+    assert r["sys"] is False and "srv" not in r["root"] and "opt" not in r["root"] and "home" not in r["root"]
+    # the same hunt as the grading user on the host finds them: the test is able to fail
+    host = json.loads(__import__("subprocess").run([PY, "-I", "-c", HUNT.replace('"/"', '"/srv"'),
+                                                    str(job / "planted.json")],
+                                                   env=ENV, capture_output=True, text=True).stdout)
+    assert host["found"] and len(host["readable"]) == len(files)

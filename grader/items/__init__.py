@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..cases import Streams
 from ..checks import Failure
 from ..protocol import Case, Result, run_in_process
@@ -136,7 +138,8 @@ def _error_message(item, error):
 
 def _foreign(case: Case, function, item) -> bool:
     """True when ``function`` is another learner function that ``case`` calls before ``item``'s own."""
-    return function != item.name and any(step.function == function and not step.builtin for step in case.steps)
+    return function != item.name and any((getattr(step, "label", "") or step.function) == function
+                                         and not step.builtin for step in case.steps)
 
 
 def _mutation_message(item_name, m):
@@ -235,3 +238,22 @@ def grade_in_process(name, namespace, chapter=None, seed=None) -> Verdict:
     item = find_item(name, chapter)
     cases = item.cases(Streams.from_seed(seed))
     return judge(item, cases, run_in_process(item.name, cases, namespace))
+
+
+def known_mistake(got, mistakes, tol=1e-9):
+    """The hint of the first known mistake whose result ``got`` matches, or None.
+
+    ``mistakes`` is a list of (zero-argument function giving what the mistake computes, hint). Used after a
+    value failed its check, to replace a general hint by the one for the mistake actually made (an eps in
+    the wrong place gives errors around 1e-6 that a general hint does not explain).
+    """
+    from ..numerics import rel_error
+
+    for compute, hint in mistakes:
+        try:
+            expected = np.asarray(compute(), dtype=np.float64)
+        except Exception:  # noqa: BLE001 - a mistake that cannot be computed here simply does not match
+            continue
+        if isinstance(got, np.ndarray) and got.shape == expected.shape and rel_error(got, expected) < tol:
+            return hint
+    return None

@@ -1,0 +1,177 @@
+"""Preflight: prove, here and now, that grading works before anyone is graded.
+
+A grader that cannot grade must say so instead of giving learners zeros
+(shared/DESIGN.md section 6). Before ``course autograde`` grades a class, it
+runs the chapter's own worked solution and its untouched released notebook
+through exactly the autograde path the class will take (the course's
+``nbgrader_config.py``: the same ``SandboxedExecute`` limits, isolation mode and
+hidden paths, then ``ApplyVerdicts``). The solution must score every item and
+the released notebook none, each of its items failing on a *recorded* answer
+(its stub raising), not on nothing recorded. Otherwise nobody is graded and the
+report names the cause: a kernel that could not start, a module the kernel could
+not import, an exposed path the sandbox user cannot read.
+
+A passing preflight is remembered in the course folder under a fingerprint of
+everything it depends on (configuration, notebooks, grader and learner-side code,
+the Python installation), so regrading the same class does not pay for it twice.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from . import earlier_chapters, sandbox
+from .notebooks import graded_items, nb_meta
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class PreflightReport:
+    chapter: str
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)     # {"solution": {item: passed}, "release": {...}}
+    cached: bool = False
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{self.chapter}: preflight passed" + (" (remembered from an earlier run)" if self.cached else "")
+        return f"{self.chapter}: grading cannot be trusted here, so nobody was graded:\n" + \
+            "\n".join(f"  - {p}" for p in self.problems)
+
+
+def _config(root: Path):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    path = Path(root) / "nbgrader_config.py"
+    return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+
+
+def _fingerprint(root: Path, chapter: str) -> str:
+    from importlib import metadata
+
+    h = hashlib.sha256()
+    h.update(sys.version.encode())
+    h.update(str(sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())).encode())
+    paths = [Path(root) / "nbgrader_config.py", REPO / "course_harness.py",
+             *sorted((REPO / "solutions" / chapter).glob("*")), *sorted((Path(root) / "release" / chapter).glob("*")),
+             *sorted((REPO / "grader").rglob("*.py")), *sorted((REPO / "dlcourse").rglob("*.py"))]
+    for path in paths:
+        if path.is_file():
+            h.update(str(path).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _with_hidden_tests(released, source):
+    """The released notebook as nbgrader grades it: hidden test cells put back from the source."""
+    nb = copy.deepcopy(released)
+    hidden = {nb_meta(c).get("grade_id"): c.source for c in source.cells if nb_meta(c).get("grade")}
+    for cell in nb.cells:
+        grade_id = nb_meta(cell).get("grade_id")
+        if nb_meta(cell).get("grade") and grade_id in hidden:
+            cell.source = hidden[grade_id]
+    return nb
+
+
+def _first_errors(executed, limit=2) -> list[str]:
+    """'cell 2 raised ModuleNotFoundError: ...' for the first errors outside hidden test cells."""
+    found = []
+    for index, cell in enumerate(executed.cells):
+        if cell.cell_type != "code" or nb_meta(cell).get("grade"):
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error" and out.get("ename") != "NotImplementedError":
+                found.append(f"cell {index + 1} raised {out.get('ename')}: {str(out.get('evalue', ''))[:300]}")
+                break
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _grade(nb, chapter, folder: Path, config, who: str):
+    """Run one notebook through SandboxedExecute + ApplyVerdicts as configured; (verdicts, run, errors)."""
+    from .nbgrader_plugins import ApplyVerdicts, SandboxedExecute
+
+    resources = {"nbgrader": {"assignment": chapter, "student": f"preflight-{who}", "notebook": chapter},
+                 "metadata": {"path": str(folder)}}
+    execute = SandboxedExecute(config=config)
+    executed, resources = execute.preprocess(nb, resources)
+    verdicts_pp = ApplyVerdicts(config=config)
+    verdicts_pp.report_dir = ""
+    verdicts_pp.preprocess(executed, resources)
+    state = resources["course"]
+    items = state["report"]["items"]
+    recorded = {name: state["results"].get(name) is not None for name in items}
+    return items, recorded, state["status"], _first_errors(executed)
+
+
+def run_preflight(root: Path, chapter: str, *, use_cache: bool = True) -> PreflightReport:
+    """Grade the worked solution and the released notebook of ``chapter`` as the class will be graded."""
+    root = Path(root)
+    cache = root / "reports" / chapter / "preflight.json"
+    key = _fingerprint(root, chapter)
+    if use_cache and cache.is_file():
+        try:
+            if json.loads(cache.read_text()).get("passed") == key:
+                return PreflightReport(chapter, True, cached=True)
+        except ValueError:
+            pass
+    problems = []
+    iso = sandbox.detect_isolation()
+    if iso.mode == "root":
+        from .nbgrader_plugins import learner_side_paths
+
+        unreadable = sandbox.unreadable_exposed_paths(learner_side_paths())
+        if unreadable:
+            problems.append("the sandbox's unprivileged user cannot read " + ", ".join(unreadable)
+                            + ": make them world-readable (chmod -R o+rX) or install the course elsewhere")
+    name = f"{chapter}.ipynb"
+    source_path = REPO / "solutions" / chapter / name
+    released_path = root / "release" / chapter / name
+    if not released_path.is_file():
+        return PreflightReport(chapter, False, [f"{chapter} has not been released in {root}: run "
+                                                f"`course release {chapter}` first"])
+    earlier_chapters.write_given_code(chapter)
+    config = _config(root)
+    source = nbformat.read(str(source_path), as_version=4)
+    released = nbformat.read(str(released_path), as_version=4)
+    expected = graded_items(source)
+    details = {}
+    for who, nb in (("solution", source), ("release", _with_hidden_tests(released, source))):
+        try:
+            items, recorded, status, errors = _grade(nb, chapter, source_path.parent, config, who)
+        except sandbox.SandboxError as exc:
+            problems.append(f"the sandbox could not run the {who} notebook: {exc}")
+            break
+        details[who] = {n: v["passed"] for n, v in items.items()}
+        cause = "; ".join(errors + ([f"run status: {status['error']}"] if status.get("error") else []))
+        missing = sorted(set(expected) - set(items))
+        if missing:
+            problems.append(f"the {who} notebook has no hidden test cells for {missing}")
+        if who == "solution":
+            failed = {n: v["message"].splitlines()[0] for n, v in items.items() if not v["passed"]}
+            if failed:
+                problems.append(f"the worked solution scores {len(items) - len(failed)}/{len(items)} items here; "
+                                f"failing: {', '.join(failed)}" + (f". Cause: {cause}" if cause else "")
+                                + f". First message: {next(iter(failed.values()))}")
+        else:
+            passed = [n for n, v in items.items() if v["passed"]]
+            unrecorded = [n for n, ok in recorded.items() if not ok]
+            if passed:
+                problems.append(f"the untouched released notebook scores on {passed}: its stubs must score 0")
+            if unrecorded:
+                problems.append(f"the untouched released notebook recorded no answers for {unrecorded} (its stubs "
+                                f"should raise NotImplementedError and be recorded)" + (f". Cause: {cause}" if cause else ""))
+    report = PreflightReport(chapter, not problems, problems, details)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"passed": key if report.ok else None, "problems": problems}, indent=1))
+    return report
+
