@@ -322,6 +322,29 @@ def _grad(out, dout, inputs):
     return tuple(torch.autograd.grad(out, list(inputs), grad_outputs=upstream, allow_unused=True))
 
 
+def _watched(fn, args, kwargs, names):
+    """``fn(*args, **kwargs)`` while counting the calls of the torch functions ``names`` (by ``__name__``).
+
+    The count is a record like any other: a chapter that asks learners to write attention themselves reads
+    it to tell delegation to a built-in (F.scaled_dot_product_attention, nn.MultiheadAttention) from work.
+    """
+    from torch.overrides import TorchFunctionMode
+
+    counts = {str(n): 0 for n in names}
+
+    class _Recorder(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            if name in counts:
+                counts[name] += 1
+            return func(*args, **(kwargs or {}))
+
+    _torch()
+    with _Recorder():
+        value = fn(*args, **kwargs)
+    return value, counts
+
+
 def _getitem(obj, index):
     return obj[index]
 
@@ -481,7 +504,10 @@ def execute_case(case, arrays, namespace):
             args = [_build(s, arrays, saved, pristine, namespace) for s in step.get("args", [])]
             kwargs = {k: _build(s, arrays, saved, pristine, namespace) for k, s in step.get("kwargs", {}).items()}
             try:
-                value = fn(*args, **kwargs)
+                if step.get("watch"):
+                    value, saved["torch_calls"] = _watched(fn, args, kwargs, step["watch"])
+                else:
+                    value = fn(*args, **kwargs)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - any learner fault is a result
                 raise CallFailed({"type": type(exc).__name__, "function": function,
                                   "message": str(exc)[:MAX_MESSAGE_CHARS], "where": _where(exc.__traceback__)})

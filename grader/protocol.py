@@ -107,6 +107,7 @@ class Call:
     on_ref: bool = False       # call an earlier result: "model" (forward), "model.state_dict"
     record_errors: bool = False  # a learner error becomes the value of the outputs (a Raised), for check()
     label: str = ""            # the name messages use for this step ("AffineFunction" for ".apply")
+    watch: tuple = ()          # torch functions (by __name__) counted during the call, saved as "torch_calls"
 
     def to_json(self):
         step = {"args": self.args, "kwargs": self.kwargs,
@@ -117,6 +118,8 @@ class Call:
             step["record_errors"] = True
         if self.label:
             step["label"] = self.label
+        if self.watch:
+            step["watch"] = list(self.watch)
         if self.builtin:
             step["builtin"] = self.function
         else:
