@@ -89,3 +89,88 @@ def chapter_proofs(chapter, wrong, alternatives):
 
     return {name: value for name, value in locals().items() if name.startswith("test_")} | {
         "solution": solution, "grade_all": grade_all}
+
+
+# --- faults charged where they are (grader.items.Item) ----------------------------------------
+
+def grade_items(chapter, namespace, seed, names):
+    """Only the named items of a chapter, graded in-process: {item: Verdict}."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {name: grade_in_process(name, namespace, chapter, seed=seed) for name in names}
+
+
+def mutates_its_inputs(fn):
+    """``fn`` computed on copies, after which every float array argument is changed in place.
+
+    Its out and cache are right: only the in-place change is wrong, and only ``fn``'s item may pay for it.
+    """
+    import numpy as np
+
+    def mutating(*args, **kwargs):
+        result = fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args], **kwargs)
+        for a in args:
+            if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+                a *= -3.0
+        return result
+
+    mutating.__name__ = f"{getattr(fn, '__name__', 'forward')}_mutating_its_inputs"
+    return mutating
+
+
+def raises_not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def rebind(fn, **names):
+    """``fn`` with some of the globals it calls replaced (a solution function built on a wrong building block)."""
+    import types
+
+    clone = types.FunctionType(fn.__code__, dict(fn.__globals__, **names), fn.__name__, fn.__defaults__,
+                               fn.__closure__)
+    clone.__kwdefaults__ = fn.__kwdefaults__
+    return clone
+
+
+def fault_proofs(chapter, forwards, games=None):
+    """Tests that a backward is charged only for its own faults.
+
+    ``forwards`` maps a backward item to the learner function its cases call first; ``games`` maps a label to
+    (backward item, {function: replacement}) pairs of a wrong forward with a backward made to match it.
+    """
+    games = games or {}
+    items = chapter_items(chapter)
+    pairs = sorted(forwards.items())
+
+    @pytest.mark.parametrize("backward, forward", pairs, ids=[b for b, _ in pairs])
+    def test_correct_backward_keeps_its_points_beside_a_mutating_forward(solution, backward, forward):
+        namespace = dict(solution, **{forward: mutates_its_inputs(solution[forward])})
+        names = [backward] + ([forward] if forward in items else [])
+        for seed in SEEDS:
+            verdicts = grade_items(chapter, namespace, seed, names)
+            assert verdicts[backward].passed, f"seed {seed}: {verdicts[backward].message}"
+            assert f"{forward} changed its input" in verdicts[backward].message, verdicts[backward].message
+            if forward in items:
+                assert not verdicts[forward].passed and "changed its input" in verdicts[forward].message, \
+                    verdicts[forward].message
+
+    @pytest.mark.parametrize("backward, forward", pairs, ids=[b for b, _ in pairs])
+    def test_backward_beside_a_broken_forward_is_told_to_fix_it_first(solution, backward, forward):
+        namespace = dict(solution, **{forward: raises_not_implemented})
+        for seed in SEEDS:
+            verdict = grade_items(chapter, namespace, seed, [backward])[backward]
+            assert not verdict.passed
+            assert verdict.message.startswith(f"{backward}: cannot be judged"), verdict.message
+            assert f"Fix {forward} first" in verdict.message, verdict.message
+
+    @pytest.mark.parametrize("label", sorted(games))
+    def test_a_wrong_forward_with_a_matching_backward_earns_nothing(solution, label):
+        backward, replacements = games[label]
+        namespace = dict(solution, **replacements)
+        forward = forwards[backward]
+        for seed in SEEDS:
+            verdict = grade_items(chapter, namespace, seed, [backward])[backward]
+            assert not verdict.passed, f"seed {seed}: {label} earns {backward}'s points"
+            assert f"Fix {forward} first" in verdict.message, verdict.message
+
+    return {name: value for name, value in locals().items() if name.startswith("test_")}

@@ -13,7 +13,7 @@ import pytest
 
 from grader.items import grade_in_process
 
-from chapter_proofs import chapter_proofs
+from chapter_proofs import SEEDS, chapter_proofs, fault_proofs, grade_items
 
 pytestmark = pytest.mark.ch02
 
@@ -597,3 +597,50 @@ def test_returning_a_single_value_names_the_function():
 
     verdict = grade_in_process("mse_loss", {"mse_loss": mse_returns_loss_only}, CHAPTER, seed=0)
     assert not verdict.passed and "mse_loss should return 2 values" in verdict.message, verdict.message
+
+
+# --- faults charged where they are --------------------------------------------------------------
+
+def _identity_forward(x, *args, **kwargs):
+    return x.copy(), None
+
+
+def _pass_through_backward(dout, cache):
+    return dout.copy()
+
+
+FORWARDS = {"affine_backward": "affine_forward", "relu_backward": "relu_forward",
+            "leaky_relu_backward": "leaky_relu_forward", "sigmoid_backward": "sigmoid_forward",
+            "tanh_backward": "tanh_forward"}
+GAMES = {f"identity {fwd} with a pass-through backward": (bwd, {fwd: _identity_forward, bwd: _pass_through_backward})
+         for bwd, fwd in FORWARDS.items() if bwd != "affine_backward"}
+
+globals().update(fault_proofs(CHAPTER, FORWARDS, GAMES))
+
+
+def relu_forward_in_place(x):
+    """The external solution set's relu_forward: right out and cache, but x itself is overwritten."""
+    x[x < 0] = 0
+    return x, x
+
+
+def test_correct_relu_backward_keeps_its_points_beside_an_in_place_relu_forward(solution):
+    namespace = dict(solution, relu_forward=relu_forward_in_place)
+    for seed in range(10):
+        verdicts = grade_items(CHAPTER, namespace, seed, ["relu_forward", "relu_backward"])
+        assert verdicts["relu_backward"].passed, verdicts["relu_backward"].message
+        assert not verdicts["relu_forward"].passed
+        assert "relu_forward: relu_forward changed its input `x` in place" in verdicts["relu_forward"].message
+
+
+def test_wrong_forward_with_a_wrong_cache_is_named_in_the_backward_message(solution):
+    def relu_forward_shifted(x):          # wrong out, and a cache that misleads a correct backward
+        return np.maximum(0, x - 1.0), x - 1.0
+
+    namespace = dict(solution, relu_forward=relu_forward_shifted)
+    for seed in SEEDS:
+        verdicts = grade_items(CHAPTER, namespace, seed, ["relu_forward", "relu_backward"])
+        assert not verdicts["relu_forward"].passed
+        message = verdicts["relu_backward"].message
+        assert not verdicts["relu_backward"].passed
+        assert "relu_forward returned a wrong out" in message and "Fix relu_forward first" in message, message

@@ -13,7 +13,7 @@ import pytest
 
 from grader.items import grade_in_process
 
-from chapter_proofs import chapter_proofs
+from chapter_proofs import SEEDS, chapter_proofs, fault_proofs, grade_items
 
 pytestmark = pytest.mark.ch04
 
@@ -391,3 +391,60 @@ def test_modifying_x_in_place_loses_the_forward_item(solution):
     verdict = grade_in_process("batchnorm_forward", dict(solution, batchnorm_forward=centres_x_in_place), CHAPTER,
                                seed=0)
     assert not verdict.passed and "changed its input `x" in verdict.message, verdict.message
+
+
+# --- faults charged where they are ----------------------------------------------------------------
+
+def _identity_norm_forward(x, gamma, beta, param):
+    return x.copy(), gamma.copy()
+
+
+def _pass_through_norm_backward(dout, cache):
+    return dout.copy(), np.zeros_like(cache), np.zeros_like(cache)
+
+
+FORWARDS = {"batchnorm_backward": "batchnorm_forward", "batchnorm_backward_alt": "batchnorm_forward",
+            "layernorm_backward": "layernorm_forward"}
+GAMES = {f"identity {fwd} with a pass-through {bwd}": (bwd, {fwd: _identity_norm_forward,
+                                                              bwd: _pass_through_norm_backward})
+         for bwd, fwd in FORWARDS.items()}
+
+globals().update(fault_proofs(CHAPTER, FORWARDS, GAMES))
+
+
+# --- hints that name eps --------------------------------------------------------------------------
+
+def bn_eps_outside_sqrt_at_test_time_only(x, gamma, beta, bn_param):
+    if bn_param["mode"] == "train":
+        return _bn(x, gamma, beta, bn_param)
+    return _bn(x, gamma, beta, bn_param, eps_mode="outside")
+
+
+def bn_eps_stored_in_running_var(x, gamma, beta, bn_param):
+    out, cache = _bn(x, gamma, beta, bn_param)
+    if bn_param["mode"] == "train":
+        momentum = bn_param.get("momentum", 0.9)
+        bn_param["running_var"] = bn_param["running_var"] + (1 - momentum) * bn_param.get("eps", 1e-5)
+    return out, cache
+
+
+@pytest.mark.parametrize("wrong, fragment", [
+    (bn_eps_outside_sqrt, "eps goes INSIDE the square root"),
+    (bn_eps_outside_sqrt_at_test_time_only, "eps goes INSIDE the square root"),
+    (bn_eps_stored_in_running_var, "eps is only added inside the square root when normalizing, never to running_var"),
+], ids=lambda v: getattr(v, "__name__", "fragment"))
+def test_eps_in_the_wrong_place_gets_a_hint_about_eps_on_every_seed(wrong, fragment):
+    for seed in range(12):
+        verdict = grade_in_process("batchnorm_forward", {"batchnorm_forward": wrong}, CHAPTER, seed=seed)
+        assert not verdict.passed and fragment in verdict.message, f"seed {seed}: {verdict.message}"
+
+
+def test_layernorm_eps_outside_the_square_root_gets_the_eps_hint():
+    def ln_eps_outside(x, gamma, beta, ln_param):
+        eps = ln_param.get("eps", 1e-5)
+        mean, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+        return gamma * (x - mean) / (np.sqrt(var) + eps) + beta, None
+
+    for seed in range(5):
+        verdict = grade_in_process("layernorm_forward", {"layernorm_forward": ln_eps_outside}, CHAPTER, seed=seed)
+        assert not verdict.passed and "eps goes INSIDE the square root" in verdict.message, verdict.message

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from grader.items import ch05_dropout_regularization as items
+from grader.items import grade_in_process
 from grader.references import ch05_dropout_regularization as R
 
-from chapter_proofs import chapter_proofs
+from chapter_proofs import SEEDS, chapter_proofs, fault_proofs, grade_items
 
 pytestmark = pytest.mark.ch05
 
@@ -393,3 +394,79 @@ def test_solution_dropout_drops_the_stated_fraction_on_many_seeds(solution):
     worst = max(abs(1 - (solution["dropout_forward"](x, {"p": 0.3, "mode": "train", "seed": s})[0] != 0).mean() - 0.3)
                 for s in range(200))
     assert worst < t / 2, worst
+
+
+# --- faults charged where they are --------------------------------------------------------------
+
+def _keeps_everything_scaled(x, param):
+    p = param["p"] if param["mode"] == "train" else 0.0
+    return x / (1 - p), (param["mode"], 1 / (1 - p))
+
+
+def _scaled_pass_through(dout, cache):
+    mode, scale = cache
+    return dout * scale
+
+
+def _drops_everything(x, param):
+    return (np.zeros_like(x), param["mode"]) if param["mode"] == "train" and param["p"] > 0 else (x.copy(), "test")
+
+
+def _zero_in_train_mode(dout, cache):
+    return np.zeros_like(dout) if cache == "train" else dout.copy()
+
+
+FORWARDS = {"dropout_backward": "dropout_forward"}
+GAMES = {"keep-everything forward with a scaled pass-through backward":
+         ("dropout_backward", {"dropout_forward": _keeps_everything_scaled, "dropout_backward": _scaled_pass_through}),
+         "drop-everything forward with an all-zero backward":
+         ("dropout_backward", {"dropout_forward": _drops_everything, "dropout_backward": _zero_in_train_mode})}
+
+globals().update(fault_proofs(CHAPTER, FORWARDS, GAMES))
+
+
+@pytest.mark.parametrize("wrong_forward", [df_p_as_keep_probability, df_not_inverted, df_scales_at_test_time,
+                                           df_drops_at_test_time, df_ignores_seed, df_fixed_seed])
+def test_a_correct_dropout_backward_keeps_its_points_beside_a_wrong_forward(solution, wrong_forward):
+    """The mask is read off the forward's out and the scale is the reference's: a wrong forward costs only itself."""
+    namespace = dict(solution, dropout_forward=wrong_forward)
+    for seed in SEEDS:
+        verdicts = grade_items(CHAPTER, namespace, seed, ["dropout_forward", "dropout_backward"])
+        assert not verdicts["dropout_forward"].passed
+        assert verdicts["dropout_backward"].passed, f"seed {seed}: {verdicts['dropout_backward'].message}"
+
+
+# --- hints for the start value of t and the place of epsilon ----------------------------------------
+
+def adam_t_starts_at_one(w, dw, config=None):
+    c = _adam_config(config, t=1)
+    c["t"] += 1                                           # incremented first, but from 1: the first step uses t = 2
+    return _adam_with_t(w, dw, c, c["t"])
+
+
+def adamw_t_starts_at_one(w, dw, config=None):
+    c = _adam_config(config, weight_decay=1e-2, t=1)
+    decay = c["learning_rate"] * c["weight_decay"] * w
+    c["t"] += 1
+    next_w, c = _adam_with_t(w, dw, c, c["t"])
+    return next_w - decay, c
+
+
+@pytest.mark.parametrize("item, wrong, fragment", [
+    ("adam", adam_t_starts_at_one, "start t at 0"),
+    ("adamw", adamw_t_starts_at_one, "start t at 0"),
+    ("adam", adam_epsilon_inside_sqrt, "epsilon goes OUTSIDE the square root"),
+    ("rmsprop", rmsprop_epsilon_inside_sqrt, "epsilon goes OUTSIDE the square root"),
+], ids=["adam-t-from-1", "adamw-t-from-1", "adam-eps", "rmsprop-eps"])
+def test_the_hint_names_the_mistake_on_every_seed(item, wrong, fragment):
+    for seed in range(10):
+        verdict = grade_in_process(item, {item: wrong}, CHAPTER, seed=seed)
+        assert not verdict.passed and fragment in verdict.message, f"seed {seed}: {verdict.message}"
+        if "t at 0" in fragment:
+            assert "t = t + 1 first" not in verdict.message, verdict.message
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_adam_t_incremented_after_use_still_gets_the_general_hint():
+    verdict = grade_in_process("adam", {"adam": adam_t_incremented_after_use}, CHAPTER, seed=0)
+    assert not verdict.passed and "t = t + 1 first" in verdict.message, verdict.message

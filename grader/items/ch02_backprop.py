@@ -14,7 +14,7 @@ from ..checks import Failure, expect_array, expect_close, expect_scalar, shape_p
 from ..numerics import numerical_gradient, numerical_gradient_array
 from ..protocol import Call, Case, arr, lit, ref, test_function
 from ..references import ch02_backprop as R
-from . import Item, register
+from . import Item, known_mistake, register
 
 CHAPTER = "02_backprop"
 SMOOTH = 1e-7
@@ -153,11 +153,21 @@ class ForwardItem(Item):
                               context={"kwargs": kwargs}, label=self.label(arrays, kwargs)))
         return cases + self.probe_cases(s)
 
+    def mistakes(self, case) -> list:
+        """(function computing a typical mistake's out, its hint): a matching wrong out gets that hint."""
+        return []
+
     def check(self, case, out):
         inputs = [case.arrays[n] for n in self.input_names]
         expected = type(self).reference(*inputs, **case.context["kwargs"])
         got = expect_array(self.name, "out", out["out"], expected.shape, case.label, self.hint)
-        expect_close(self.name, "out", got, expected, SMOOTH, case.label, self.hint)
+        try:
+            expect_close(self.name, "out", got, expected, SMOOTH, case.label, self.hint)
+        except Failure:
+            hint = known_mistake(got, self.mistakes(case))
+            if hint is None:
+                raise
+            expect_close(self.name, "out", got, expected, SMOOTH, case.label, hint)
 
 
 class BackwardItem(Item):

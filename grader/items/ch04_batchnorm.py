@@ -15,9 +15,10 @@ import numpy as np
 
 from ..cases import small_dims
 from ..checks import Failure, expect_array, expect_close, shape_phrase
+from ..numerics import rel_error
 from ..protocol import Call, Case, arr, dict_of, lit, ref, state
 from ..references import ch04_batchnorm as R
-from . import Item, register
+from . import Item, known_mistake, register
 from .ch02_backprop import BackwardItem, ForwardItem
 
 CHAPTER = "04_batchnorm"
@@ -66,12 +67,21 @@ class BatchnormForward(Item):
                  "(x.var(axis=0), ddof=0): x_hat = (x - mean) / np.sqrt(var + eps), out = gamma * x_hat + beta; "
                  "read eps from bn_param (default 1e-5).",
         "test": "in 'test' mode normalize with bn_param['running_mean'] and bn_param['running_var'], not with the "
-                "statistics of the batch: x_hat = (x - running_mean) / np.sqrt(running_var + eps).",
+                "statistics of the batch: x_hat = (x - running_mean) / np.sqrt(running_var + eps), with eps "
+                "inside the square root and added only there (never stored into running_var).",
         "running": "after each training step store running = momentum * running + (1 - momentum) * batch_stat "
                    "(biased batch variance) back into bn_param['running_mean'] and bn_param['running_var']; "
                    "momentum comes from bn_param (default 0.9) and absent running averages start at zeros of "
-                   "shape (D,).",
-        "frozen": "in 'test' mode leave bn_param['running_mean'] and bn_param['running_var'] unchanged.",
+                   "shape (D,); the running variance averages the batch variance itself, without eps.",
+        "frozen": "in 'test' mode leave bn_param['running_mean'] and bn_param['running_var'] unchanged "
+                  "(no eps added to running_var either).",
+    }
+    mistake_hints = {
+        "sqrt_plus_eps": "eps goes INSIDE the square root: np.sqrt(var + eps), not np.sqrt(var) + eps (the two "
+                         "differ by about eps / (2 var), the error you see).",
+        "running_eps": "store the batch variance itself in the running average (running_var = momentum * "
+                       "running_var + (1 - momentum) * var); eps is only added inside the square root when "
+                       "normalizing, never to running_var.",
     }
 
     def cases(self, s):
@@ -129,35 +139,48 @@ class BatchnormForward(Item):
                               label=shape_phrase(x=x) + _bn_param_phrase(**shown) + " and running averages"))
         return cases
 
-    def _running(self, case, out, key, expected):
+    def _running(self, case, out, key, expected, mistakes=()):
         bn_param = out.get("bn_param")
         hint = self.hints["frozen" if case.context["kind"] == "test" else "running"]
         if not isinstance(bn_param, dict) or bn_param.get(key) is None:
             raise Failure(f"{self.name}: bn_param has no '{key}' after the call{case.label}.\nHint: {hint}")
         got = expect_array(self.name, f"bn_param['{key}']", bn_param[key], expected.shape, case.label, hint)
+        hint = known_mistake(got, list(mistakes)) or hint if rel_error(got, expected) >= SMOOTH else hint
         expect_close(self.name, f"bn_param['{key}']", got, expected, SMOOTH, case.label, hint)
+
+    def _out(self, got, expected, quantity, case, hint, mistakes):
+        if rel_error(got, expected) >= SMOOTH:
+            hint = known_mistake(got, mistakes) or hint
+        expect_close(self.name, quantity, got, expected, SMOOTH, case.label, hint)
 
     def check(self, case, out):
         a, ctx = case.arrays, case.context
         gamma, beta, eps = a["gamma"], a["beta"], ctx["eps"]
+        m = self.mistake_hints
         if ctx["kind"] == "test":
-            expected = R.batchnorm_test_forward(a["x"], gamma, beta, a["running_mean"], a["running_var"], eps=eps)
+            x, rm, rv = a["x"], a["running_mean"], a["running_var"]
+            expected = R.batchnorm_test_forward(x, gamma, beta, rm, rv, eps=eps)
             got = expect_array(self.name, "out", out["out0"], expected.shape, case.label, self.hints["test"])
-            expect_close(self.name, "out", got, expected, SMOOTH, case.label, self.hints["test"])
-            self._running(case, out, "running_mean", a["running_mean"])
-            self._running(case, out, "running_var", a["running_var"])
+            self._out(got, expected, "out", case, self.hints["test"], [
+                (lambda: gamma * (x - rm) / (np.sqrt(rv) + eps) + beta, m["sqrt_plus_eps"])])
+            self._running(case, out, "running_mean", rm)
+            self._running(case, out, "running_var", rv, [(lambda: rv + eps, self.hints["frozen"])])
             return
         D = gamma.shape[0]
         mean, var = (a["running_mean"], a["running_var"]) if ctx["start"] else (np.zeros(D), np.zeros(D))
+        var_with_eps = var
         for k in range(ctx["steps"]):
             x = a[f"x{k}"] if ctx["start"] else a["x"]
             expected = R.batchnorm_train_forward(x, gamma, beta, eps=eps)
             quantity = "out" if ctx["steps"] == 1 else f"out of training step {k + 1}"
             got = expect_array(self.name, quantity, out[f"out{k}"], expected.shape, case.label, self.hints["train"])
-            expect_close(self.name, quantity, got, expected, SMOOTH, case.label, self.hints["train"])
+            self._out(got, expected, quantity, case, self.hints["train"],
+                      [(lambda x=x: gamma * (x - x.mean(axis=0)) / (np.sqrt(x.var(axis=0)) + eps) + beta,
+                        m["sqrt_plus_eps"])])
             mean, var = R.running_stats_update(mean, var, x, momentum=ctx["momentum"])
+            var_with_eps = ctx["momentum"] * var_with_eps + (1 - ctx["momentum"]) * (x.var(axis=0) + eps)
         self._running(case, out, "running_mean", mean)
-        self._running(case, out, "running_var", var)
+        self._running(case, out, "running_var", var, [(lambda: var_with_eps, m["running_eps"])])
 
 
 # --- training-mode forwards and the backward passes paired with them --------------------------
@@ -178,6 +201,15 @@ class NormForward(ForwardItem):
         eps = float(np.round(s.inputs.uniform(0.05, 0.2), 3)) if index == 1 else None
         x = type(self).make_x(s, N, D, scale=(0.2, 1.0) if index == 1 else (0.5, 3.0))
         return dict(x=x, **_affine_params(s, D)), ({} if eps is None else {"eps": eps})
+
+    axis = 0                          # the axis the statistics run over (1 for layer norm)
+
+    def mistakes(self, case):
+        x, gamma, beta = (case.arrays[n] for n in self.input_names)
+        eps = case.context["kwargs"].get("eps", DEFAULT_EPS)
+        mean, var = x.mean(axis=self.axis, keepdims=True), x.var(axis=self.axis, keepdims=True)
+        return [(lambda: gamma * (x - mean) / (np.sqrt(var) + eps) + beta,
+                 "eps goes INSIDE the square root: np.sqrt(var + eps), not np.sqrt(var) + eps.")]
 
     def forward_call(self, kwargs):
         param = dict_of(**{k: lit(v) for k, v in dict(self.fixed, **kwargs).items()})
@@ -228,6 +260,7 @@ class LayernormForward(NormForward):
     name = "layernorm_forward"
     reference = staticmethod(R.layernorm_forward)
     make_x = staticmethod(_rows)
+    axis = 1
     d_range = (3, 7)
     param_name = "ln_param"
     hint = ("normalize every row (example) over its D features: mean and biased variance with axis=1 and "

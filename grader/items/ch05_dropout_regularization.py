@@ -25,7 +25,7 @@ from ..checks import Failure, expect_array, expect_close
 from ..numerics import numerical_gradient_array
 from ..protocol import Call, Case, arr, dict_of, lit, ref
 from ..references import ch05_dropout_regularization as R
-from . import Item, register
+from . import Item, known_mistake, register
 
 CHAPTER = "05_dropout_regularization"
 SMOOTH = 1e-7
@@ -266,8 +266,66 @@ class UpdateRuleItem(Item):
         expected = ctx["oracle"]["path"][ctx["steps"] - 1]
         k = ctx["steps"]
         got = expect_array(self.name, f"w{k}", out[f"w{k}"], expected.shape, case.label, self.hint)
-        expect_close(self.name, "next_w", got, expected, TRAJECTORY, f"{case.label} (compared with {self.torch_name})",
-                     self.hint)
+        where = f"{case.label} (compared with {self.torch_name})"
+        try:
+            expect_close(self.name, "next_w", got, expected, TRAJECTORY, where, self.hint)
+        except Failure:
+            mistakes = [(lambda rule=rule: _trajectory(rule, case.arrays["w"], ctx["grads"][:k], ctx["config"])[-1],
+                         hint) for rule, hint in self.mistakes()]
+            hint = known_mistake(got, mistakes, TRAJECTORY)
+            if hint is None:
+                raise
+            expect_close(self.name, "next_w", got, expected, TRAJECTORY, where, hint)
+
+    def mistakes(self):
+        """(update rule with a typical mistake, the hint for it): recognised when the learner's w matches it."""
+        return []
+
+
+def _trajectory(rule, w0, grads, config):
+    """[w after each step] of a NumPy update ``rule(w, dw, config) -> (next_w, config)`` driven with ``grads``."""
+    w, c = np.array(w0, dtype=np.float64), (dict(config) if config else None)
+    path = []
+    for dw in grads:
+        w, c = rule(w, np.asarray(dw, dtype=np.float64), c)
+        path.append(w.copy())
+    return path
+
+
+def _rmsprop_eps_inside(w, dw, config=None):
+    c = dict(R.DEFAULTS["rmsprop"], **(config or {}))
+    cache = c["decay_rate"] * c.get("cache", np.zeros_like(w)) + (1 - c["decay_rate"]) * dw ** 2
+    c["cache"] = cache
+    return w - c["learning_rate"] * dw / np.sqrt(cache + c["epsilon"]), c
+
+
+def _t_starts_at_one(name):
+    """Adam(W) whose t starts at 1 and is incremented before use: the first step corrects with t = 2."""
+    def rule(w, dw, config=None):
+        c = dict(config or {})
+        c.setdefault("t", 1)
+        return R.NUMPY_RULES[name](w, dw, c)
+    return rule
+
+
+def _adam_eps_inside(name):
+    def rule(w, dw, config=None):
+        c = dict(R.DEFAULTS[name], **(config or {}))
+        t = c.get("t", 0) + 1
+        m = c["beta1"] * c.get("m", np.zeros_like(w)) + (1 - c["beta1"]) * dw
+        v = c["beta2"] * c.get("v", np.zeros_like(w)) + (1 - c["beta2"]) * dw ** 2
+        c.update(t=t, m=m, v=v)
+        step = c["learning_rate"] * (m / (1 - c["beta1"] ** t)) / np.sqrt(v / (1 - c["beta2"] ** t) + c["epsilon"])
+        decay = c["learning_rate"] * c["weight_decay"] * w if name == "adamw" else 0.0
+        return w - decay - step, c
+    return rule
+
+
+T_START_HINT = ("the first step must use t = 1: start t at 0 (config.setdefault('t', 0)) and increment it "
+                "before the bias correction. Your first step corrected with t = 2, i.e. t started at 1 and was "
+                "then incremented.")
+ADAM_EPS_HINT = ("epsilon goes OUTSIDE the square root: m_hat / (np.sqrt(v_hat) + epsilon), not "
+                 "m_hat / np.sqrt(v_hat + epsilon) (the two differ where gradients are tiny).")
 
 
 def _lr(s, low, high):
@@ -306,6 +364,10 @@ class Rmsprop(UpdateRuleItem):
         return {"learning_rate": _lr(s, 0.005, 0.05), "decay_rate": float(np.round(s.inputs.uniform(0.8, 0.95), 3)),
                 "epsilon": 1e-6}
 
+    def mistakes(self):
+        return [(_rmsprop_eps_inside, "epsilon goes OUTSIDE the square root: dw / (np.sqrt(cache) + epsilon), "
+                                      "not dw / np.sqrt(cache + epsilon) (they differ where gradients are tiny).")]
+
 
 ADAM_HINT = ("t = t + 1 first; m = beta1 * m + (1 - beta1) * dw; v = beta2 * v + (1 - beta2) * dw**2; "
              "m_hat = m / (1 - beta1**t); v_hat = v / (1 - beta2**t); "
@@ -322,6 +384,9 @@ class Adam(UpdateRuleItem):
         return {"learning_rate": _lr(s, 0.01, 0.1), "beta1": float(np.round(s.inputs.uniform(0.7, 0.85), 3)),
                 "beta2": float(np.round(s.inputs.uniform(0.9, 0.99), 3)), "epsilon": 1e-6}
 
+    def mistakes(self):
+        return [(_t_starts_at_one("adam"), T_START_HINT), (_adam_eps_inside("adam"), ADAM_EPS_HINT)]
+
 
 @register(CHAPTER)
 class AdamW(UpdateRuleItem):
@@ -335,3 +400,6 @@ class AdamW(UpdateRuleItem):
         return {"learning_rate": _lr(s, 0.02, 0.2), "beta1": float(np.round(s.inputs.uniform(0.7, 0.85), 3)),
                 "beta2": float(np.round(s.inputs.uniform(0.9, 0.99), 3)), "epsilon": 1e-6,
                 "weight_decay": float(np.round(s.inputs.uniform(0.1, 0.5), 3))}
+
+    def mistakes(self):
+        return [(_t_starts_at_one("adamw"), T_START_HINT), (_adam_eps_inside("adamw"), ADAM_EPS_HINT)]
