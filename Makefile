@@ -1,18 +1,30 @@
 # Two commands matter: `make lab` opens the course, `make test` runs the test suite.
 # Both create the virtual environment first (pinned versions, see pyproject.toml
-# and requirements.lock), so they work on a fresh machine with Python 3.11.
+# and requirements.lock), so they work on a fresh machine with Python 3.11 (3.11.2 and
+# newer), 3.12 or 3.13, as root or as a normal user, from any folder.
 
-PYTHON ?= python3
+# The first of python3, python3.13, python3.12, python3.11 on PATH that is 3.11.2 to 3.13
+# (`make lab PYTHON=/path/to/python3` picks one yourself).
+SUPPORTED = import sys; sys.exit(not (3, 11, 2) <= sys.version_info[:3] < (3, 14))
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(or $(firstword $(foreach p,python3 python3.13 python3.12 python3.11,\
+	$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(SUPPORTED)' 2>/dev/null && command -v $(p)))),python3)
+endif
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
+LEARNER_CONFIG = $(VENV)/etc/jupyter/nbgrader_config.py
+# JupyterLab refuses to start as root unless told; containers and fresh machines are often root.
+ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: lab test env release bench clean-course
 
 $(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c '$(SUPPORTED)' || { echo "$(PYTHON) is Python `$(PYTHON) -c 'import platform; print(platform.python_version())'`;" \
+		"the course needs 3.11.2 to 3.13: run make with PYTHON=/path/to/python3.12 (or 3.11, 3.13)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip==25.3"
-	$(PY) -m pip install --quiet -c requirements.lock -e ".[test]"
+	$(PY) -m pip install --quiet --root-user-action=ignore --upgrade "pip==25.3"
+	$(PY) -m pip install --quiet --root-user-action=ignore -c requirements.lock -e ".[test]"
 	@# The course runs offline: JupyterLab never asks to fetch news or check for updates.
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	printf '%s\n' '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
@@ -22,13 +34,19 @@ $(STAMP): pyproject.toml requirements.lock
 		@jupyter/nbgrader:formgrader @jupyter/nbgrader:course-list > /dev/null 2>&1
 	touch $(STAMP)
 
-env: $(STAMP)
+# Learners' nbgrader settings: Validate (the button and `nbgrader validate`) names what is
+# unwritten or failing its check (see the file).
+$(LEARNER_CONFIG): jupyter/nbgrader_config.py $(STAMP)
+	mkdir -p $(VENV)/etc/jupyter
+	cp jupyter/nbgrader_config.py $@
 
-lab: $(STAMP)
+env: $(STAMP) $(LEARNER_CONFIG)
+
+lab: env
 	@$(PY) -m grader.earlier_chapters     # lets solutions/ run as they are, for those who compare
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/
 
-test: $(STAMP)
+test: env
 	$(PY) -m pytest
 
 # Instructors: regenerate notebooks/ from solutions/ (nbgrader generate_assignment).
