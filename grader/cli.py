@@ -8,6 +8,7 @@
     course export     CHAPTER [--out FILE]        grades CSV: totals, points per function, reasons
     course status     CHAPTER                     summary table of the class
     course isolation                              what the sandbox guarantees on this machine
+    course doctor     [CHAPTER ...]               isolation, then the preflight: can this machine grade?
 
 Every command takes --course DIR (default: $COURSE_DIR or ./course).
 """
@@ -102,6 +103,35 @@ def cmd_isolation(args):
         print(f"  + {line}")
     for line in iso.missing:
         print(f"  - {line}")
+    print("`course doctor` checks that grading works here: each chapter's solution must score full marks "
+          "and its released notebook zero.")
+
+
+def cmd_doctor(args):
+    """The isolation report, then the preflight of every (or the given) chapter, graded as a class would be."""
+    import tempfile
+
+    from .preflight import run_preflight
+
+    cmd_isolation(args)
+    chapters = args.chapter or course.chapters()
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="course-doctor-") as tmp:
+        use_course = (Path(args.course) / "nbgrader_config.py").is_file()
+        root = Path(args.course) if use_course else Path(tmp) / "course"
+        if not use_course:
+            course.init_course(root)
+            print(f"\n(no course folder at {args.course}: checking with a fresh one and the default limits)")
+        print()
+        for chapter in chapters:
+            course._check_chapter(chapter)
+            if not (root / "release" / chapter).is_dir():
+                course.release_assignment(root, chapter, None)
+            report = run_preflight(root, chapter, use_cache=False)
+            failed += not report.ok
+            print(report.summary(), flush=True)
+    print(f"\n{len(chapters) - failed} of {len(chapters)} chapter(s) can be graded here.")
+    return 1 if failed else 0
 
 
 def build_parser():
@@ -137,6 +167,9 @@ def build_parser():
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("isolation", help="what the sandbox guarantees here")
     p.set_defaults(func=cmd_isolation)
+    p = sub.add_parser("doctor", help="prove that grading works here (solution full marks, release zero)")
+    p.add_argument("chapter", nargs="*", help="chapters to check (default: all)")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

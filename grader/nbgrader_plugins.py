@@ -64,11 +64,16 @@ def kernel_environment(job: Path) -> dict:
 
 
 def learner_side_paths() -> list[Path]:
-    """What learner code may import besides the virtual environment: dlcourse and the kernel-side harness."""
+    """What learner code may import besides the Python installation: dlcourse, the kernel-side harness,
+    and the package folders on this interpreter's import path (the virtual environment's site-packages,
+    and any a .pth file adds)."""
     import importlib.util
+    import site
 
     paths = [Path(importlib.util.find_spec("course_harness").origin).resolve()]
     paths += [Path(p).resolve() for p in importlib.util.find_spec("dlcourse").submodule_search_locations]
+    packages = set(site.getsitepackages()) | {p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")}
+    paths += sorted(Path(p).resolve() for p in packages if Path(p).is_dir())
     return paths
 
 
