@@ -1,6 +1,6 @@
 """Wall time of autograding: one submission per chapter, and a fake class with 1 and 2 workers.
 
-    .venv/bin/python benchmarks/autograde_time.py [--class-size 20]
+    .venv/bin/python benchmarks/autograde_time.py [--class-size 20] [--chapter 02_backprop] [--chapters 07_pytorch]
 
 Budget (shared/DESIGN.md section 9): under 30 s per chapter submission on a
 2-core CPU. Prints figures; asserts nothing (timings belong here, not in tests).
@@ -24,23 +24,31 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--class-size", type=int, default=20)
     parser.add_argument("--chapter", default="02_backprop", help="chapter graded for the fake class")
+    parser.add_argument("--chapters", nargs="*", default=None, help="chapters timed one submission each (default: all)")
     args = parser.parse_args()
+    from grader.preflight import run_preflight
     print(f"machine: {os.cpu_count()} cores; sandbox isolation: {sandbox.detect_isolation().mode}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "course"
         course.init_course(root)
-        for chapter in course.chapters():
+        timed = args.chapters or course.chapters()
+        for chapter in sorted(set(timed) | {args.chapter}):
             course.release_assignment(root, chapter, None)
 
-        print("\none submission per chapter (solution filled into the released notebook), 1 worker:")
-        for chapter in course.chapters():
+        print("\none submission per chapter (solution filled into the released notebook), 1 worker;")
+        print("the preflight (solution + release, once per chapter and configuration) is timed apart:")
+        for chapter in timed:
+            start = time.perf_counter()
+            check = run_preflight(root, chapter, use_cache=False)
+            preflight_s = time.perf_counter() - start
             released = root / "release" / chapter / f"{chapter}.ipynb"
             put_submission(root, chapter, "bench", learner_notebook(released, answer_sources(chapter)))
             start = time.perf_counter()
-            [run] = course.autograde(root, chapter, ["bench"], workers=1)
+            [run] = course.autograde(root, chapter, ["bench"], workers=1, preflight=False)
             row = next(r for r in course.results(root, chapter) if r.student == "bench")
             print(f"  {chapter:<26} {time.perf_counter() - start:6.1f} s   score {row.score:g}/{row.max_score:g}"
-                  f"   {'ok' if run.ok else run.error}")
+                  f"   {'ok' if run.ok else run.error}   (preflight {preflight_s:.1f} s, "
+                  f"{'passed' if check.ok else 'FAILED'})")
 
         chapter = args.chapter
         released = root / "release" / chapter / f"{chapter}.ipynb"
@@ -53,7 +61,7 @@ def main():
         print(f"\nfake class: {len(students)} submissions of {chapter}")
         for workers in (1, 2):
             start = time.perf_counter()
-            runs = course.autograde(root, chapter, students, workers=workers)
+            runs = course.autograde(root, chapter, students, workers=workers, preflight=False)
             elapsed = time.perf_counter() - start
             failed = sum(not r.ok for r in runs)
             print(f"  {workers} worker(s): {elapsed:6.1f} s total, {elapsed / len(students):5.2f} s per submission, "

@@ -82,6 +82,7 @@ def paths_hidden_from_learners(extra=()) -> list[Path]:
     import grader
 
     repo = Path(grader.__file__).resolve().parents[1]
+    # grader/ itself is hidden even where a non-editable install put it inside the exposed site-packages.
     hidden = [Path(grader.__file__).resolve().parent, repo / "solutions", repo / "tests", repo / ".git"]
     return hidden + [Path(p).resolve() for p in extra]
 
