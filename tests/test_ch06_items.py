@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from grader.notebooks import solution_namespace
 
-from chapter_proofs import chapter_proofs
+from chapter_proofs import SEEDS, chapter_proofs, fault_proofs, grade_items, rebind
 from conftest import solution_notebook
 
 pytestmark = pytest.mark.ch06
@@ -636,3 +636,167 @@ def test_residual_block_inputs_keep_away_from_the_relu_kinks():
         arrays = _residual_inputs(Streams.from_seed(seed))
         _, a, z = residual_block_parts(*[arrays[n] for n in ("x",) + PARAM_NAMES])
         assert min(np.abs(a).min(), np.abs(z).min()) > KINK_MARGIN
+
+
+# --- faults charged where they are --------------------------------------------------------------
+
+def _identity_pool_forward(x, pool_param):
+    return x.copy(), None
+
+
+def _pass_through_pool_backward(dout, cache):
+    return dout.copy()
+
+
+def _identity_sbn_forward(x, gamma, beta, bn_param):
+    return x.copy(), gamma.copy()
+
+
+def _pass_through_sbn_backward(dout, cache):
+    return dout.copy(), np.zeros_like(cache), np.zeros_like(cache)
+
+
+FORWARDS = {"conv_backward_naive": "conv_forward_naive", "conv_backward_im2col": "conv_forward_im2col",
+            "max_pool_backward_naive": "max_pool_forward_naive",
+            "spatial_batchnorm_backward": "spatial_batchnorm_forward",
+            "residual_block_backward": "residual_block_forward"}
+GAMES = {"identity max pool with a pass-through backward":
+         ("max_pool_backward_naive", {"max_pool_forward_naive": _identity_pool_forward,
+                                      "max_pool_backward_naive": _pass_through_pool_backward}),
+         "identity spatial batch norm with a pass-through backward":
+         ("spatial_batchnorm_backward", {"spatial_batchnorm_forward": _identity_sbn_forward,
+                                         "spatial_batchnorm_backward": _pass_through_sbn_backward})}
+
+globals().update(fault_proofs(CHAPTER, FORWARDS, GAMES))
+
+
+@pytest.mark.parametrize("wrong_sbn", [sbn_forward_over_batch_only, sbn_forward_per_sample],
+                         ids=lambda f: f.__name__)
+def test_a_block_built_on_a_wrong_spatial_batchnorm_is_told_to_fix_it_first(solution, wrong_sbn):
+    """The solution's block, calling a wrong spatial_batchnorm_forward: the message names the building block."""
+    namespace = dict(solution, spatial_batchnorm_forward=wrong_sbn,
+                     residual_block_forward=rebind(solution["residual_block_forward"],
+                                                   spatial_batchnorm_forward=wrong_sbn))
+    names = ["spatial_batchnorm_forward", "residual_block_forward", "residual_block_backward"]
+    for seed in SEEDS[:3]:
+        verdicts = grade_items(CHAPTER, namespace, seed, names)
+        assert not verdicts["spatial_batchnorm_forward"].passed
+        message = verdicts["residual_block_forward"].message
+        assert not verdicts["residual_block_forward"].passed
+        assert "because spatial_batchnorm_forward fails its own hidden test" in message, message
+        assert "Fix spatial_batchnorm_forward first" in message, message
+        backward = verdicts["residual_block_backward"]
+        assert backward.passed or "Fix residual_block_forward first" in backward.message, backward.message
+
+
+def test_conv_forward_im2col_on_a_wrong_im2col_is_told_to_fix_im2col_first(solution):
+    wrong = im2col_channel_last_columns
+    namespace = dict(solution, im2col=wrong,
+                     conv_forward_im2col=rebind(solution["conv_forward_im2col"], im2col=wrong))
+    for seed in SEEDS[:3]:
+        verdict = grade_items(CHAPTER, namespace, seed, ["conv_forward_im2col"])["conv_forward_im2col"]
+        assert not verdict.passed and "Fix im2col first" in verdict.message, verdict.message
+
+
+# --- output sizes that must round down, on every seed --------------------------------------------
+
+def _rounded(n, k, stride, pad):
+    return int(round((n + 2 * pad - k) / stride)) + 1
+
+
+def _divisible(n, k, stride, pad):
+    assert (n + 2 * pad - k) % stride == 0, "the window does not fit evenly"
+    return (n + 2 * pad - k) // stride + 1
+
+
+def _grow(x, rows, cols):
+    """x with zero rows/columns added at the bottom/right so that the rounded-up windows fit."""
+    return np.pad(x, ((0, 0), (0, 0), (0, max(0, rows - x.shape[2])), (0, max(0, cols - x.shape[3]))))
+
+
+def size_rounds(H, W, HH, WW, stride, pad):
+    return _rounded(H, HH, stride, pad), _rounded(W, WW, stride, pad)
+
+
+def size_asserts_divisible(H, W, HH, WW, stride, pad):
+    return _divisible(H, HH, stride, pad), _divisible(W, WW, stride, pad)
+
+
+def _conv_sized(x, w, b, conv_param, size):
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    HH, WW = w.shape[2:]
+    H_out, W_out = size(x.shape[2], HH, stride, pad), size(x.shape[3], WW, stride, pad)
+    xp = _grow(_pad(x, pad), (H_out - 1) * stride + HH, (W_out - 1) * stride + WW)
+    return _conv(xp, w, b, stride, 0)[:, :, :H_out, :W_out], (x, w, b, conv_param)
+
+
+def conv_forward_rounds(x, w, b, conv_param):
+    return _conv_sized(x, w, b, conv_param, _rounded)
+
+
+def conv_forward_asserts_divisible(x, w, b, conv_param):
+    return _conv_sized(x, w, b, conv_param, _divisible)
+
+
+def _pool_sized(x, pool_param, size):
+    ph, pw, s = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    H_out, W_out = size(x.shape[2], ph, s, 0), size(x.shape[3], pw, s, 0)
+    xg = _grow(x, (H_out - 1) * s + ph, (W_out - 1) * s + pw)
+    return _pool(xg, pool_param).max(axis=(4, 5))[:, :, :H_out, :W_out], (x, pool_param)
+
+
+def pool_forward_rounds(x, pool_param):
+    return _pool_sized(x, pool_param, _rounded)
+
+
+def pool_forward_asserts_divisible(x, pool_param):
+    return _pool_sized(x, pool_param, _divisible)
+
+
+def _im2col_sized(x, HH, WW, stride, pad, size):
+    H_out, W_out = size(x.shape[2], HH, stride, pad), size(x.shape[3], WW, stride, pad)
+    xg = _grow(_pad(x, pad), (H_out - 1) * stride + HH, (W_out - 1) * stride + WW)
+    return sol("im2col")(xg, HH, WW, stride, 0)
+
+
+def im2col_rounds(x, HH, WW, stride, pad):
+    return _im2col_sized(x, HH, WW, stride, pad, _rounded)
+
+
+def im2col_asserts_divisible(x, HH, WW, stride, pad):
+    return _im2col_sized(x, HH, WW, stride, pad, _divisible)
+
+
+ROUNDING = [("conv_output_size", size_rounds), ("conv_output_size", size_asserts_divisible),
+            ("conv_forward_naive", conv_forward_rounds), ("conv_forward_naive", conv_forward_asserts_divisible),
+            ("conv_forward_im2col", conv_forward_rounds), ("conv_forward_im2col", conv_forward_asserts_divisible),
+            ("im2col", im2col_rounds), ("im2col", im2col_asserts_divisible),
+            ("max_pool_forward_naive", pool_forward_rounds), ("max_pool_forward_naive", pool_forward_asserts_divisible)]
+
+
+@pytest.mark.parametrize("item, wrong", ROUNDING, ids=[f"{i}-{f.__name__}" for i, f in ROUNDING])
+def test_output_size_rounding_or_divisibility_fails_on_every_seed(item, wrong):
+    for seed in range(25):
+        verdict = grade_items(CHAPTER, {item: wrong}, seed, [item])[item]
+        assert not verdict.passed, f"seed {seed}: {wrong.__name__} passes {item}"
+
+
+@pytest.mark.parametrize("item", ["conv_forward_naive", "max_pool_forward_naive", "conv_output_size"])
+def test_every_seed_has_stride_above_one_no_padding_and_non_square_shapes(item):
+    from grader.cases import Streams
+    from grader.items import chapter_items
+
+    for seed in range(25):
+        cases = [c for c in chapter_items(CHAPTER)[item].cases(Streams.from_seed(seed)) if "probe_of" not in c.context]
+        settings = []
+        for case in cases:
+            if item == "conv_output_size":
+                ctx = case.context
+                settings.append((ctx["stride"], ctx["pad"], ctx["H"] != ctx["W"], ctx["HH"] != ctx["WW"]))
+                continue
+            params = next(iter(case.context["kwargs"].values()))
+            x = case.arrays["x"]
+            window = case.arrays["w"].shape[2:] if "w" in case.arrays else (params["pool_height"], params["pool_width"])
+            settings.append((params["stride"], params.get("pad", 0), x.shape[2] != x.shape[3], window[0] != window[1]))
+        assert any(stride > 1 and pad == 0 and odd_x and odd_k for stride, pad, odd_x, odd_k in settings), \
+            f"seed {seed}: no case with stride > 1, no padding, non-square input and kernel: {settings}"

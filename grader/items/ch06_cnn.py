@@ -63,6 +63,7 @@ class ConvOutputSize(Item):
             if index == 0:
                 # stride 3, no padding, non-square: H leaves remainder 2 (x.67: round() rounds UP), W remainder 1.
                 stride, pad = 3, 0
+                WW = WW if WW != HH else HH % 5 + 1
                 H = _with_remainder(H, HH, 0, 3, 2)
                 W = _with_remainder(W, WW, 0, 3, 1)
                 W = W + 3 if W == H else W
