@@ -19,10 +19,27 @@ def interact(show, **controls):
 
     Under the autograder nobody moves a slider, so ``show`` just runs once with every
     control's starting value: the same picture, without widget traffic to the grader.
+    Interactively, a function you have not written yet (or one failing its check) shows
+    one line under the sliders, saying what to do, instead of a traceback.
     """
     if is_autograding():
         show(**{name: control.value for name, control in controls.items()})
         return None
+    import functools
+
     import ipywidgets
 
-    return ipywidgets.interact(show, **controls)
+    from . import errors
+    from .checks import CheckFailed
+
+    @functools.wraps(show)
+    def show_or_say_why(**values):
+        figures = errors.open_figures()
+        try:
+            return show(**values)
+        except (NotImplementedError, CheckFailed) as error:  # one line, not a traceback under the sliders
+            errors.close_new_figures(figures)
+            print(errors.describe(error))
+            return None
+
+    return ipywidgets.interact(show_or_say_why, **controls)
