@@ -14,6 +14,9 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 LEARNER_CONFIG = $(VENV)/etc/jupyter/nbgrader_config.py
+# nbgrader's exchange (its default Exchange.root): the Assignments panel is shown only if it exists.
+EXCHANGE ?= /usr/local/share/nbgrader/exchange
+SERVER_CONFIG = $(VENV)/etc/jupyter/jupyter_server_config.py
 # JupyterLab refuses to start as root unless told; containers and fresh machines are often root.
 ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -29,9 +32,13 @@ $(STAMP): pyproject.toml requirements.lock
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	printf '%s\n' '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
-	@# Learners see nbgrader's Assignments panel and Validate button, not the instructor's tools.
+	@# Learners see nbgrader's Validate button, not the instructor's tools.
 	$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader:create-assignment \
 		@jupyter/nbgrader:formgrader @jupyter/nbgrader:course-list > /dev/null 2>&1
+	@# The Assignments panel only where an nbgrader exchange exists (a course's JupyterHub); a
+	@# self-learner has none, and the panel would only show "exchange directory does not exist".
+	@if [ -d "$(EXCHANGE)" ]; then action=enable; else action=disable; fi; \
+		$(VENV)/bin/jupyter labextension $$action --level=sys_prefix @jupyter/nbgrader:assignment-list > /dev/null 2>&1
 	touch $(STAMP)
 
 # Learners' nbgrader settings: Validate (the button and `nbgrader validate`) names what is
@@ -40,7 +47,12 @@ $(LEARNER_CONFIG): jupyter/nbgrader_config.py $(STAMP)
 	mkdir -p $(VENV)/etc/jupyter
 	cp jupyter/nbgrader_config.py $@
 
-env: $(STAMP) $(LEARNER_CONFIG)
+# Learners' Jupyter server settings: saving leaves out widget views a reopened notebook cannot show.
+$(SERVER_CONFIG): jupyter/jupyter_server_config.py $(STAMP)
+	mkdir -p $(VENV)/etc/jupyter
+	cp jupyter/jupyter_server_config.py $@
+
+env: $(STAMP) $(LEARNER_CONFIG) $(SERVER_CONFIG)
 
 lab: env
 	@$(PY) -m grader.earlier_chapters     # lets solutions/ run as they are, for those who compare
