@@ -119,3 +119,75 @@ def test_fit_calls_the_learners_epoch_functions_and_times_every_epoch():
     assert history["loss"] == [0.5] * 3 and history["val_accuracy"] == [0.75] * 3
     assert len(history["epoch_seconds"]) == 3 and all(t >= 0 for t in history["epoch_seconds"])
     assert torch_training.count_parameters(model) == 3
+
+
+# --- chapter 08's generative models: data, fits and loops that call the learner's functions ---------------
+
+def test_moon_images_light_half_the_disc_at_phase_0_and_all_of_it_at_phase_1():
+    from dlcourse import generative
+
+    half, gibbous, full = generative.moon_images([0.0, 0.5, 1.0], size=32, jitter=False)
+    assert set(np.unique(full)) == {0.0, 1.0}
+    assert 0.45 < half.sum() / full.sum() < 0.55
+    assert 0.7 < gibbous.sum() / full.sum() < 0.8       # half disc + half an ellipse of half the width
+
+
+def test_eight_gaussians_cover_eight_modes_and_one_mode_covers_one():
+    from dlcourse import generative
+
+    points = generative.eight_gaussians(4000, rng=1)
+    assert generative.modes_covered(points) == (8, 0.0)
+    one = generative.eight_centres()[3] + np.random.default_rng(2).normal(0, 0.05, size=(500, 2))
+    assert generative.modes_covered(one)[0] == 1
+
+
+def test_forward_kl_fit_matches_the_moments_and_reverse_kl_sits_on_one_mode():
+    from dlcourse import generative
+
+    x = np.linspace(-8, 8, 801)
+    p = generative.bimodal_density(x, separation=5.0, weight=0.5, std=0.6)
+    m, s, _ = generative.fit_one_gaussian(p, x, "forward")
+    assert abs(m) < 0.1 and abs(s - np.sqrt(0.6 ** 2 + 2.5 ** 2)) < 0.1     # the mixture's mean and std
+    m, s, _ = generative.fit_one_gaussian(p, x, "reverse")
+    assert abs(abs(m) - 2.5) < 0.1 and abs(s - 0.6) < 0.1
+
+
+def test_the_training_loops_use_the_functions_they_are_given():
+    import torch
+
+    from dlcourse import generative
+
+    calls = {"rep": 0, "loss": 0, "d": 0, "g": 0, "cyc": 0}
+
+    def reparameterize(mu, logvar):
+        calls["rep"] += 1
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def vae_loss(x_recon, x, mu, logvar):
+        calls["loss"] += 1
+        return ((x_recon - x) ** 2).sum() + (mu ** 2).sum()
+
+    def d_loss(real, fake):
+        calls["d"] += 1
+        return torch.nn.functional.softplus(-real).mean() + torch.nn.functional.softplus(fake).mean()
+
+    def g_loss(fake):
+        calls["g"] += 1
+        return torch.nn.functional.softplus(-fake).mean()
+
+    def cycle(x, xc, y, yc):
+        calls["cyc"] += 1
+        return (x - xc).abs().mean() + (y - yc).abs().mean()
+
+    X = torch.rand(40, 64)
+    history = generative.train_vae(generative.VAE(latent_dim=2, hidden=16), X, vae_loss, reparameterize, epochs=2,
+                                   batch_size=20)
+    assert calls["rep"] == calls["loss"] == 4 and len(history["loss"]) == 2
+    run = generative.train_gan(generative.Generator(hidden=8), generative.Discriminator(hidden=8),
+                               lambda n: torch.randn(n, 2), d_loss, g_loss, steps=6, batch_size=8, snapshots=3,
+                               n_show=5)
+    assert calls["d"] == calls["g"] == 6 and run["steps"] == [0, 2, 4, 6] and run["samples"][0].shape == (5, 2)
+    nets = [generative.Generator(hidden=8) for _ in range(2)] + [generative.Discriminator(hidden=8) for _ in range(2)]
+    out = generative.train_cycle(*nets, torch.randn(30, 2), torch.randn(30, 2), d_loss, g_loss, cycle, steps=3,
+                                 batch_size=8)
+    assert calls["cyc"] == 3 and len(out["cycle"]) == 3

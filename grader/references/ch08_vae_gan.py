@@ -1,0 +1,82 @@
+"""Trusted references for chapter 08 (autoencoders, VAE, GAN, cycle consistency).
+
+Used only by hidden tests, in the grader's process, in float64 on the CPU. Every function
+takes NumPy arrays (what the kernel recorded) and returns NumPy values, so that
+``grader.numerics`` can take centered differences of them; inside, the arithmetic is torch
+in float64. The losses are written from their formulas, not with ``torch.nn.functional``'s
+losses, so that a learner who calls those gets compared with an independent computation.
+
+``reparameterize`` is random and has no reference value: its hidden tests check the
+statistics of many draws and the gradients through one draw
+(``grader/items/ch08_vae_gan.py``); ``reparameterize_with_noise`` says what a given noise
+must produce.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _t(a):
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+def _softplus(t):
+    """log(1 + exp(t)) without overflow: max(t, 0) + log1p(exp(-|t|))."""
+    return torch.clamp(t, min=0) + torch.log1p(torch.exp(-torch.abs(t)))
+
+
+def reparameterize_with_noise(mu, logvar, eps):
+    """z = mu + exp(logvar / 2) * eps for a known standard-normal ``eps`` (same shape as mu)."""
+    return (_t(mu) + torch.exp(0.5 * _t(logvar)) * _t(eps)).numpy()
+
+
+def kl_divergence(mu, logvar):
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over the latent dims (axis 1), averaged over the batch.
+
+    Per example: 0.5 * sum_j (exp(logvar_j) + mu_j**2 - 1 - logvar_j).
+    """
+    mu, logvar = _t(mu), _t(logvar)
+    per_example = 0.5 * torch.sum(torch.exp(logvar) + mu ** 2 - 1.0 - logvar, dim=1)
+    return float(per_example.mean())
+
+
+def reconstruction_bce(x_recon, x):
+    """Binary cross-entropy of the decoder's probabilities ``x_recon`` against pixels ``x`` in [0, 1],
+    summed over the pixels (every axis after the first) and averaged over the batch."""
+    p, x = _t(x_recon), _t(x)
+    per_pixel = -(x * torch.log(p) + (1.0 - x) * torch.log1p(-p))
+    return float(per_pixel.reshape(per_pixel.shape[0], -1).sum(dim=1).mean())
+
+
+def vae_loss(x_recon, x, mu, logvar):
+    """The negative ELBO per example: reconstruction_bce(x_recon, x) + kl_divergence(mu, logvar)."""
+    return reconstruction_bce(x_recon, x) + kl_divergence(mu, logvar)
+
+
+def mean_bce_with_logits(logits, target):
+    """Mean over all entries of -[t log sigmoid(l) + (1 - t) log(1 - sigmoid(l))], computed stably:
+    -log sigmoid(l) = softplus(-l) and -log(1 - sigmoid(l)) = softplus(l)."""
+    logits = _t(logits)
+    return float(torch.mean(target * _softplus(-logits) + (1.0 - target) * _softplus(logits)))
+
+
+def discriminator_loss(logits_real, logits_fake):
+    """Mean BCE-with-logits of the real logits against 1 plus that of the fake logits against 0."""
+    return mean_bce_with_logits(logits_real, 1.0) + mean_bce_with_logits(logits_fake, 0.0)
+
+
+def generator_loss(logits_fake):
+    """The non-saturating generator loss: mean BCE-with-logits of the fake logits against 1,
+    i.e. mean(-log D(G(z)))."""
+    return mean_bce_with_logits(logits_fake, 1.0)
+
+
+def saturating_generator_loss(logits_fake):
+    """The minimax generator loss mean(log(1 - D(G(z)))) = -mean(softplus(logits)) (what the tests reject)."""
+    return -float(torch.mean(_softplus(_t(logits_fake))))
+
+
+def cycle_consistency_loss(x, x_cycled, y, y_cycled):
+    """mean |x - F(G(x))| + mean |y - G(F(y))|, each mean over all of its entries."""
+    return float(torch.mean(torch.abs(_t(x) - _t(x_cycled))) + torch.mean(torch.abs(_t(y) - _t(y_cycled))))
