@@ -523,8 +523,8 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
                 verdicts.update(report.get("items", {}))
                 run = report.get("run") or {}
                 if run.get("workdir_damaged_at_cell") is not None:
-                    problems.append(f"the learner's code removed its working folder's grading files in cell "
-                                    f"{run['workdir_damaged_at_cell'] + 1}")
+                    problems.append(f"the learner's code removed or changed the grading files in its working "
+                                    f"folder in cell {run['workdir_damaged_at_cell'] + 1} (they were put back)")
                 if run.get("kernel_died_at_cell") is not None:
                     problems.append(f"the kernel died in cell {run['kernel_died_at_cell'] + 1}")
                 elif run.get("error"):

@@ -193,20 +193,18 @@ def verdict_output(verdict: Verdict) -> NotebookNode:
 
 def _not_recorded_reason(status, cell, index):
     """Why a hidden test cell recorded nothing, as far as the run tells: said to the learner, not guessed at."""
-    damaged = status.get("workdir_damaged_at_cell")
-    if damaged is not None and damaged < index:
-        return (f"Your code removed files from its working folder in cell {damaged + 1} (the hidden tests' "
-                f"inputs went with them), so this test could not run.")
     died = status.get("kernel_died_at_cell")
     if died is not None and died <= index:
         return (f"The kernel died in cell {died + 1} before this test ran (os._exit, a crash, or the memory "
                 f"limit in your code ends it).")
-    ran = cell.get("outputs") and not any(o.get("ename") == "NotExecuted" for o in cell.get("outputs", []))
-    if ran:
+    error = status.get("error") or ""
+    outputs = cell.get("outputs", [])
+    ran = cell.get("execution_count") is not None and not any(o.get("ename") == "NotExecuted" for o in outputs)
+    if ran and "could not be executed" not in error:
         return ("This hidden test ran but recorded nothing: code in your notebook replaced or broke the grading "
                 "harness (course_harness) or its files.")
-    if status.get("error"):
-        return f"Grading stopped before this test ran: {status['error']}."
+    if error:
+        return f"Grading stopped before this test ran: {error}."
     return "The notebook stopped before this hidden test ran."
 
 

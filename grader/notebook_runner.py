@@ -23,8 +23,9 @@ It always writes OUT (possibly partial) and ``run_status.json`` next to OUT::
 * ``timed_out_cells``: indices of the cells interrupted at the cell timeout.
 * ``cells_executed``: code cells whose execution finished (with or without an
   error); the cell in which the kernel died is not counted.
-* ``workdir_damaged_at_cell``: the first cell after which the hidden tests' input
-  files (``$COURSE_GRADING_DIR/cases``) were gone: the notebook deleted them.
+* ``workdir_damaged_at_cell``: the first cell after which the hidden tests' files
+  (``$COURSE_GRADING_DIR``) had been deleted or changed by the notebook; they are
+  put back (see ``GradingFiles``), so later hidden tests still run.
 
 Fail-closed outputs: all outputs of IN are discarded, and every code cell
 starts with an ``error`` output (ename ``NotExecuted``) that is replaced when
@@ -324,11 +325,72 @@ def _parse_args(argv):
     return args
 
 
-def _grading_files_gone() -> bool:
-    """True once the hidden tests' inputs (COURSE_GRADING_DIR/cases) have been removed by the notebook."""
-    grading = os.environ.get("COURSE_GRADING_DIR")
-    return bool(grading) and os.path.isdir(os.path.dirname(grading) or ".") and \
-        not os.path.isdir(os.path.join(grading, "cases"))
+class GradingFiles:
+    """Keeps the hidden tests' files (``$COURSE_GRADING_DIR``) intact while learner code runs.
+
+    The cases are read once before the first cell and the recorded results after every cell;
+    a notebook that deletes or rewrites them (``rm -rf *`` in its working folder) gets them put
+    back, and the first cell after which that was needed is reported. This adds no trust:
+    the recordings were always learner-writable data that the grader judges by content.
+    """
+
+    MAX_BYTES = 256 * 2**20
+
+    def __init__(self):
+        grading = os.environ.get("COURSE_GRADING_DIR")
+        self.root = Path(grading) if grading else None
+        self.cases = self._read("cases")
+        self.results: dict[str, bytes] = {}
+
+    def _read(self, sub) -> dict[str, bytes]:
+        found, total = {}, 0
+        folder = self.root / sub if self.root else None
+        if folder is None or not folder.is_dir():
+            return found
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
+                total += path.stat().st_size
+                if total > self.MAX_BYTES:
+                    break
+                found[path.name] = path.read_bytes()
+        return found
+
+    def _restore(self, sub, files) -> bool:
+        folder = self.root / sub
+        damaged = False
+        for name, data in files.items():
+            path = folder / name
+            try:
+                intact = path.is_file() and not path.is_symlink() and path.read_bytes() == data
+            except OSError:
+                intact = False
+            if not intact:
+                damaged = True
+                try:
+                    if path.is_symlink() or path.exists():
+                        path.unlink()
+                    folder.mkdir(parents=True, exist_ok=True)
+                    _atomic_write_bytes(path, data)
+                except OSError:
+                    pass
+        return damaged
+
+    def after_cell(self) -> bool:
+        """Put back what the cell removed; True if anything had to be."""
+        if self.root is None:
+            return False
+        damaged = self._restore("cases", self.cases)
+        damaged |= self._restore("results", {n: d for n, d in self.results.items()
+                                             if not (self.root / "results" / n).exists()})
+        self.results.update(self._read("results"))
+        return damaged
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def _ipc_address(runtime_dir: Path) -> str:
@@ -401,6 +463,7 @@ def run(args) -> int:
 
     executed = 0
     died_at = None
+    grading_files = GradingFiles()
     try:
         with client.setup_kernel(env=kernel_env):
             try:
@@ -420,7 +483,7 @@ def run(args) -> int:
                     died_at = index
                     break
                 executed += 1
-                if status.data["workdir_damaged_at_cell"] is None and _grading_files_gone():
+                if grading_files.after_cell() and status.data["workdir_damaged_at_cell"] is None:
                     status.data["workdir_damaged_at_cell"] = index
                 status.data.update(cells_executed=executed,
                                    timed_out_cells=list(client.timed_out_cells))

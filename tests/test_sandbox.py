@@ -554,7 +554,7 @@ def test_parallel_slots_cannot_read_each_others_workdir(outside):
 # --------------------------------------------------------------------------
 
 def _runner_job(work: Path, cells: list[str] | None, *, raw: str | None = None,
-                cell_timeout=10, mode=None, limits=SMALL, extra=()):
+                cell_timeout=10, mode=None, limits=SMALL, extra=(), env=ENV):
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy(RUNNER, work / "notebook_runner.py")
     if raw is not None:
@@ -566,7 +566,7 @@ def _runner_job(work: Path, cells: list[str] | None, *, raw: str | None = None,
     argv = [PY, "-I", "notebook_runner.py", "in.ipynb", "out.ipynb",
             "--cell-timeout", str(cell_timeout), *extra]
     mode = mode or sandbox.detect_isolation().mode
-    res = run_in_sandbox(argv, work, env=ENV, limits=limits, mode=mode,
+    res = run_in_sandbox(argv, work, env=env, limits=limits, mode=mode,
                          hide=[ROOT / "grader", ROOT / "solutions"])
     status = json.loads((work / "run_status.json").read_text())
     out = nbformat.read(str(work / "out.ipynb"), as_version=4) \
@@ -643,6 +643,21 @@ def test_runner_killed_at_the_wall_limit_leaves_completed_cells(tmp_path):
     assert status["cells_executed"] == 1
     assert _text(out.cells[0]) == "done before the wall\n"
     assert out.cells[1].outputs[0].ename == "NotExecuted"
+
+
+def test_runner_puts_back_grading_files_the_notebook_removed(tmp_path):
+    work = tmp_path / "job"
+    (work / ".grading" / "cases").mkdir(parents=True)
+    (work / ".grading" / "cases" / "relu.json").write_text('{"the": "cases"}')
+    res, status, out = _runner_job(work, [
+        "import os\nos.makedirs('.grading/results', exist_ok=True)\n"
+        "open('.grading/results/relu.json', 'w').write('recorded')",
+        "import shutil\nshutil.rmtree('.grading')",
+        "print(open('.grading/cases/relu.json').read(), open('.grading/results/relu.json').read())",
+    ], env=dict(ENV, COURSE_GRADING_DIR=str(work / ".grading")))
+    assert res.returncode == 0, res.stderr_tail
+    assert status["workdir_damaged_at_cell"] == 1, status
+    assert _text(out.cells[2]) == '{"the": "cases"} recorded\n'
 
 
 @pytest.mark.parametrize("raw", ["this is not json {", '{"cells": 5, "nbformat": 4}'])
