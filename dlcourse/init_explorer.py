@@ -19,6 +19,7 @@ from . import runtime
 from matplotlib.ticker import MaxNLocator
 
 N_INPUTS, WIDTH, DEPTH = 1000, 100, 5
+AUTOGRADE_INPUTS = 200
 SLIDER = "std from the slider"
 
 
@@ -30,8 +31,12 @@ def fixed_std(std):
     return init
 
 
-def experiment_inputs(n=N_INPUTS, width=WIDTH, rng=0):
-    """The experiment's data: n inputs of ``width`` features, each N(0, 1)."""
+def experiment_inputs(n=None, width=WIDTH, rng=0):
+    """The experiment's data: n inputs of ``width`` features, each N(0, 1).
+
+    n defaults to N_INPUTS, and to AUTOGRADE_INPUTS under the autograder (the same histograms, a little noisier).
+    """
+    n = runtime.budget(full=N_INPUTS, autograde=AUTOGRADE_INPUTS) if n is None else n
     return np.random.default_rng(rng).normal(size=(n, width))
 
 
