@@ -50,6 +50,8 @@ def problem_with(function: str) -> str | None:
         return None
     if function not in shell.user_ns:
         return f"{function}: not defined: its answer cell has not run."
+    if _is_stub(shell.user_ns[function]):
+        return f"{function}: not written yet (its answer cell still raises NotImplementedError)."
     last = shell.last_execution_result
     if last is None or f'checks.passed("{function}")' not in (last.info.raw_cell or ""):
         return f"{function}: its visible check (the cell above) did not run just before this cell."
@@ -59,12 +61,20 @@ def problem_with(function: str) -> str | None:
     if isinstance(error, NotImplementedError):
         where = _innermost_function(error)
         if where is None or where.split(".")[0] == function:
-            return f"{function}: not written yet (its answer cell still raises NotImplementedError)."
+            return f"{function}: not finished (it still raises NotImplementedError)."
         return f"{function}: its visible check stops in {where}, which raises NotImplementedError: write {where} first."
     if type(error).__name__ == "CheckFailed":  # dlcourse.checks: the message starts with the function's name
         message = str(error)
         return message if message.startswith(f"{function}:") else f"{function}: {message}"
     return f"{function}: its visible check stops with {type(error).__name__}: {error}".rstrip(": ")
+
+
+def _is_stub(obj) -> bool:
+    """The released stub: its body (a class: any of its methods) raises NotImplementedError."""
+    codes = [getattr(obj, "__code__", None)]
+    if isinstance(obj, type):
+        codes = [getattr(member, "__code__", None) for member in vars(obj).values()]
+    return any(code is not None and "NotImplementedError" in code.co_names for code in codes)
 
 
 def _innermost_function(error: BaseException) -> str | None:
