@@ -107,7 +107,7 @@ def shape_phrase(**arrays):
 
 # --- torch results ------------------------------------------------------------------------------
 
-def expect_tensor(item, quantity, value, shape, where="", hint="", dtype="float64"):
+def expect_tensor(item, quantity, value, shape, where="", hint="", dtype="float64", dtype_hint=""):
     """``value.array`` (float64) of a returned torch tensor, or Failure saying what is wrong with it.
 
     The order of the checks is the order of the usual mistakes: a NumPy array instead of a tensor, a
@@ -119,17 +119,20 @@ def expect_tensor(item, quantity, value, shape, where="", hint="", dtype="float6
                                  "stay in torch (torch operations on the input tensors), or turn the array back "
                                  "with torch.from_numpy(...)."))
     if not isinstance(value, TensorValue):
-        raise Failure(f"{item}: {quantity} should be a torch tensor of shape {tuple(shape)}{where}, "
-                      f"but it is {describe(value)}.")
+        raise Failure(_with_hint(f"{item}: {quantity} should be a torch tensor of shape {tuple(shape)}{where}, "
+                                 f"but it is {describe(value)}.", hint))
     if value.device != "cpu":
         raise Failure(_with_hint(f"{item}: {quantity} is on {value.device}{where}, but the inputs were on the "
                                  f"CPU: return results on the CPU, the device of the inputs.",
                                  "no hard-coded .cuda() or .to('cuda'): use the device of the input tensors "
                                  "(x.device) or the device argument."))
     if dtype and value.dtype != dtype:
+        if dtype_hint:      # the dtype is part of the contract (a dataset's float32 images)
+            raise Failure(_with_hint(f"{item}: {quantity}{where} is {value.dtype}, expected {dtype}.", dtype_hint))
         raise Failure(_with_hint(f"{item}: {quantity} is {value.dtype}{where}: keep the input's dtype ({dtype}).",
-                                 "torch.tensor(...), torch.zeros(...) and torch.from_numpy of a float32 array "
-                                 "give float32; use torch.zeros_like(x), dtype=x.dtype, or .to(x.dtype)."))
+                                 "torch.Tensor(...), torch.zeros(...) without dtype=, .float() and torch.from_numpy "
+                                 "of a float32 array give float32; use torch.zeros_like(x), dtype=x.dtype, or "
+                                 ".to(x.dtype)."))
     if value.shape != tuple(shape):
         extra = ""
         if value.array.size == int(np.prod(shape)):
