@@ -4,10 +4,11 @@
 
 Every chapter's solution notebook is executed with nbclient outside the sandbox, in a copy of its
 folder, with the autograder's kernel environment (``NBGRADER_EXECUTION=autograde``, so that
-``dlcourse.runtime.budget`` picks the autograde sizes, and one BLAS thread). Chapters that ask for functions written as plain loops (chapter 06's
-naive convolution and max pooling) are run a second time with textbook loop implementations of
-those functions in place of the solution's: a correct learner writes them that way, and every cell
-that calls them must stay far below the autograder's per-cell limit on a loaded 2-core machine.
+``dlcourse.runtime.budget`` picks the autograde sizes, and one BLAS thread). Chapters that ask for
+functions written as plain loops (chapter 06's naive convolution and max pooling) are run a second
+time with textbook loop implementations of those functions in place of the solution's: a correct
+learner writes them that way, and every cell that calls them must stay far below the autograder's
+per-cell limit on a loaded 2-core machine.
 ``--busy N`` runs N CPU-burning processes meanwhile, to measure on a loaded machine.
 
 Prints, per chapter and variant, the notebook's total time and its slowest cells. Asserts nothing

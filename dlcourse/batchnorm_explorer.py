@@ -163,7 +163,9 @@ def plot_preactivations(values, title="Pre-activations layer by layer"):
             z = z[np.isfinite(z)]
             std = float(np.std(z)) if z.size else float("nan")
             if z.size and std > 0:
-                ax.hist(z, bins=40, color=colors[r % len(colors)])
+                # One filled outline instead of 40 bar patches: the same picture, drawn several times faster.
+                counts, edges = np.histogram(z, bins=40)
+                ax.stairs(counts, edges, fill=True, color=colors[r % len(colors)])
             ax.set_title(f"layer {c + 1}: std {std:.2g}", fontsize=8)
             ax.tick_params(labelsize=6)
             ax.xaxis.set_major_locator(MaxNLocator(3, symmetric=True))

@@ -144,7 +144,8 @@ def _foreign(case: Case, function, item) -> bool:
 
 def _mutation_message(item_name, m):
     return (f"{item_name}: {m.get('function', item_name)} changed its input `{m.get('argument', '?')}` in place."
-            f"\nHint: leave inputs untouched; work on a copy (e.g. x = x.copy() or dx = dout.copy()) or build a new array.")
+            f"\nHint: leave inputs untouched; work on a copy (e.g. x = x.copy() or dx = dout.copy()) or build "
+            f"a new array.")
 
 
 def _own_problem(item, case, result):
