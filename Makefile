@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c '$(SUPPORTED)' || { echo "$(PYTHON) is Python `$(PYTHON) -c 'import platform; print(platform.python_version())'`;" \
 		"the course needs 3.11.2 to 3.13: run make with PYTHON=/path/to/python3.12 (or 3.11, 3.13)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --root-user-action=ignore --upgrade "pip==25.3"
-	$(PY) -m pip install --quiet --root-user-action=ignore -c requirements.lock -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade "pip==25.3"
+	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -c requirements.lock -e ".[test]"
 	@# The course runs offline: JupyterLab never asks to fetch news or check for updates.
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	printf '%s\n' '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
