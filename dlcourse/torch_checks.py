@@ -35,6 +35,10 @@ def check_tensor(function, name, value, expected, tol=1e-7, dtype=torch.float64,
 
 def check_gradcheck(function, apply, inputs, hint=""):
     """torch.autograd.gradcheck on float64 inputs, with a readable message instead of a Jacobian dump."""
+    for k, t in enumerate(inputs):
+        if isinstance(t, torch.Tensor) and t.requires_grad and t.dtype != torch.float64:
+            _fail(function, f"gradcheck needs float64 inputs, but input {k} is {t.dtype}: in float32 a numerical "
+                            f"Jacobian is mostly round-off.", "make the inputs with dtype=torch.float64 (or .double()).")
     try:
         ok = torch.autograd.gradcheck(apply, inputs, eps=1e-6, atol=1e-6, rtol=1e-5, raise_exception=True)
     except Exception as exc:  # noqa: BLE001 - gradcheck raises GradcheckError or the learner's own error

@@ -105,10 +105,11 @@ def epoch_times(layers, train_one_epoch, X, y, batch_size=32, epochs=3):
     return times
 
 
-def epoch_time_report(times, n_examples):
+def epoch_time_report(times, n_examples, batch_size=32):
     """The table the notebook and the benchmark print: seconds per epoch and the speed-up over NumPy."""
     numpy_time = next(iter(times.values()))
-    lines = [f"one epoch over {n_examples} digits, batches of 32 ({torch.get_num_threads()} CPU threads)"]
+    lines = [f"one epoch over {n_examples} digits, batches of {batch_size} ({torch.get_num_threads()} torch CPU "
+             f"threads)"]
     lines += [f"  {name:<30} {seconds * 1000:8.1f} ms   {numpy_time / seconds:5.2f}x NumPy's speed"
               for name, seconds in times.items()]
     return "\n".join(lines)

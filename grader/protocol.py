@@ -5,6 +5,18 @@ call affine_backward(dout, cache), keep (dx, dw, db)") plus the arrays it uses.
 It is written as JSON + .npz for ``course_harness`` to run inside the sandboxed
 kernel; the outputs come back the same way and are decoded here without ever
 unpickling anything a learner produced.
+
+Torch items (chapters 07-09) use the same path: ``tensor`` / ``module`` / ``trusted`` specs build
+float64 CPU tensors, the learner's nn.Module with the case's state_dict, and trusted objects
+(a Sequential model, a probe that logs grad and training mode, a loader, an optimizer); ``Call``
+may name ``"AffineFunction.apply"``, call an earlier result (``on_ref``: ``"model"``,
+``"model.state_dict"``) or a builtin (``grad``: the learner's backward through
+``torch.autograd.grad``; ``value``; ``getitem``). A step with ``record_errors`` turns a learner
+error into a ``Raised`` value of its outputs (later steps are skipped), so the item's check can
+report it with its hint (``checks.fail_if_raised``). Tensors come back as ``TensorValue`` (CPU
+float64 array + dtype, device, requires_grad), judged with ``checks.expect_tensor`` and
+``checks.expect_gradient``. A step's ``label`` names it in messages; give a learner call the item's
+own name as label, so that an in-place change it makes is charged to the item itself.
 """
 from __future__ import annotations
 

@@ -191,3 +191,42 @@ def test_the_training_loops_use_the_functions_they_are_given():
     out = generative.train_cycle(*nets, torch.randn(30, 2), torch.randn(30, 2), d_loss, g_loss, cycle, steps=3,
                                  batch_size=8)
     assert calls["cyc"] == 3 and len(out["cycle"]) == 3
+
+
+def test_autograd_graph_has_one_node_per_operation_and_the_leaves_by_name():
+    import torch
+
+    from dlcourse import torch_explorer
+
+    x = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    nodes, edges = torch_explorer.autograd_graph(torch.exp(-x) * y, {x: "x", y: "y"})
+    labels = sorted(label for _, _, label, _ in nodes.values())
+    assert labels == sorted(["out", "x", "y", "neg", "exp", "\u00d7"]), labels
+    assert len(edges) == 5
+
+
+def test_gradcheck_helper_names_a_float32_input():
+    import torch
+
+    from dlcourse import checks, torch_checks
+
+    with pytest.raises(checks.CheckFailed, match="input 0 is torch.float32"):
+        torch_checks.check_gradcheck("f", torch.sin, (torch.ones(2, requires_grad=True),))
+
+
+def test_the_speed_benchmark_compares_the_same_network_in_numpy_and_torch():
+    import torch
+
+    from dlcourse import torch_speed
+    from grader.references import ch02_backprop as R2, ch06_cnn as R6
+
+    params = torch_speed.init_cnn_params(rng=3)
+    X = np.random.default_rng(4).normal(size=(5, 1, 8, 8))
+    pooled = R6.max_pool_forward(R2.relu_forward(R6.conv_forward(X, params["W1"], params["b1"], {"stride": 1, "pad": 1})),
+                                 {"pool_height": 2, "pool_width": 2, "stride": 2})
+    numpy_scores = R2.affine_forward(pooled, params["W2"], params["b2"])
+    model = torch_speed.load_numpy_params(torch_speed.torch_cnn().double(), params)
+    with torch.no_grad():
+        torch_scores = model(torch.from_numpy(X)).numpy()
+    assert np.allclose(torch_scores, numpy_scores, rtol=1e-12, atol=1e-12)
