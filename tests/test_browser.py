@@ -125,13 +125,17 @@ class Console:
         assert not self.errors, "the browser console has errors:\n" + "\n".join(self.errors[:20])
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def new_page(context):
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.console = Console(page)
-    yield page
+    return page
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield new_page(context)
     context.close()
 
 
@@ -206,14 +210,39 @@ def run_cell(page, index, last=False):
             }""", arg=[CELLS, index], timeout=CELL_TIMEOUT_MS)
 
 
-def run_every_cell(page):
-    """Run the notebook top to bottom like a learner: each cell in turn, on past the errors."""
+def run_every_cell(page, until=None):
+    """Run the notebook top to bottom like a learner: each cell in turn, on past the errors
+    (or until ``until()`` holds)."""
     count = page.locator(CELLS).count()
     select_cell(page, 0)
     for index in range(count):
         run_cell(page, index, last=index == count - 1)
+        if until is not None and until():
+            break
     wait_for_kernel(page)
     return count
+
+
+def explorer_with_a_slider(page):
+    return page.locator(f"{CELLS} .widget-interact").filter(has=page.locator(".widget-output img")).filter(
+        has=page.locator(".noUi-handle")).first
+
+
+def move_a_slider(page):
+    """Drag the first explorer's first slider and wait until its figure is redrawn."""
+    explorer = explorer_with_a_slider(page)
+    explorer.scroll_into_view_if_needed()
+    before = explorer.locator(".widget-output img").first.get_attribute("src")
+    handle = explorer.locator(".noUi-handle").first
+    box = handle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function(
+        "([el, before]) => { const img = el.querySelector('.widget-output img'); return img && img.src !== before; }",
+        arg=[explorer.element_handle(), before], timeout=CELL_TIMEOUT_MS)
 
 
 def outputs(page):
@@ -270,33 +299,32 @@ def test_chapter_runs_in_the_browser_and_survives_a_reopen(page, lab, chapter):
     assert not others, "errors other than the stubs' message:\n" + "\n---\n".join(others[:5])
     assert not any("Traceback" in text or "site-packages" in text for text in errors)
 
-    # Moving a slider redraws the explorer's figure.
-    explorer = page.locator(f"{CELLS} .widget-interact").filter(has=page.locator(".widget-output img")).filter(
-        has=page.locator(".noUi-handle")).first
-    assert explorer.count() == 1, "no explorer with a slider and a figure runs before any function is written"
-    explorer.scroll_into_view_if_needed()
-    before = explorer.locator(".widget-output img").first.get_attribute("src")
-    handle = explorer.locator(".noUi-handle").first
-    box = handle.bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] / 2 + 60, box["y"] + box["height"] / 2, steps=5)
-    page.mouse.up()
-    explorer.locator(".widget-output img").first.wait_for()
-    page.wait_for_function(
-        "([el, before]) => { const img = el.querySelector('.widget-output img'); return img && img.src !== before; }",
-        arg=[explorer.element_handle(), before], timeout=CELL_TIMEOUT_MS)
-    shot(page, f"{chapter}-2-slider-moved")
+    # Moving a slider redraws an explorer's figure. Where every explorer needs a function the learner
+    # has not written yet, a completed copy is run from the top until its first explorer is up.
+    slider_page = page
+    if not explorer_with_a_slider(page).count():
+        slider_page = new_page(page.context)
+        folder = copy_chapter(lab, chapter, f"slider-{chapter}")
+        nbformat.write(learner_notebook(folder / f"{chapter}.ipynb", answer_sources(chapter)),
+                       str(folder / f"{chapter}.ipynb"))
+        open_notebook(slider_page, lab, f"slider-{chapter}/{chapter}.ipynb")
+        run_every_cell(slider_page, until=lambda: explorer_with_a_slider(slider_page).count() > 0)
+    move_a_slider(slider_page)
+    shot(slider_page, f"{chapter}-2-slider-moved")
+    if slider_page is not page:
+        slider_page.console.assert_clean()
+        slider_page.close()
 
     # Saved, kernel restarted, page reloaded: no widget errors, a line saying how to get the sliders back.
     save(page)
     restart_kernel(page)
     assert open_notebook(page, lab, path, reload=True) == cells
+    shot(page, f"{chapter}-3-reopened")
     assert_no_widget_errors(page)
     texts = [text for _, text in outputs(page)]
     assert any("run this cell to bring them back" in text for text in texts), "the reopened explorers say nothing"
     page.get_by_text("run this cell to bring them back").first.scroll_into_view_if_needed()
-    shot(page, f"{chapter}-3-reopened")
+    shot(page, f"{chapter}-4-reopened-explorer")
 
     # No Assignments panel errors without an exchange, and Validate is there.
     body = page.text_content("body")
@@ -379,4 +407,21 @@ def test_validate_names_the_unwritten_functions_then_says_success(page, lab):
     text = validate(page)
     shot(page, "01-validate-completed")
     assert "Success" in text and "failed" not in text, text
+    page.console.assert_clean()
+
+
+def test_no_assignments_panel_without_an_exchange(page, lab):
+    """A self-learner has no nbgrader exchange: no Assignments panel (and none of its errors); Validate stays."""
+    chapter = CHAPTERS[0]
+    open_notebook(page, lab, f"{chapter}/{chapter}.ipynb")
+    page.get_by_text("Nbgrader", exact=True).click()
+    menu = page.locator(".lm-Menu").last
+    menu.wait_for()
+    text = menu.inner_text()
+    shot(page, "nbgrader-menu")
+    page.keyboard.press("Escape")
+    assert "Assignment List" not in text, f"the Nbgrader menu offers the Assignments panel: {text!r}"
+    body = page.text_content("body")
+    assert "Error fetching courses" not in body and "exchange directory does not exist" not in body
+    assert page.get_by_role("button", name="Validate").count() == 1
     page.console.assert_clean()
