@@ -218,7 +218,7 @@ def judge(item: Item, cases: list[Case], results: list[Result] | None) -> Verdic
             message = (f"{item.name}: cannot be judged{case.label} because {function} {reason}. "
                        f"Fix {function} first (its own hidden test says what is wrong); then this item is "
                        f"checked on its own.")
-            if not result.error:
+            if not result.error and reason not in problem:
                 seen = problem.split("\n")[0]
                 seen = seen[len(item.name) + 2:] if seen.startswith(f"{item.name}: ") else seen
                 message += f"\n(What the check saw: {seen})"

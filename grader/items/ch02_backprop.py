@@ -4,6 +4,8 @@ Forward passes are compared with the trusted references; every gradient is
 compared with a centered-difference gradient of the trusted reference forward,
 in float64, at relative error < 1e-7 (smooth layers) or < 1e-5 where the layer
 has a kink (inputs are drawn away from kinks, so correct code never fails).
+A backward item is charged only for its own outputs: the learner's forward, which its
+cases call first, costs the forward's item when it is wrong (see ``BackwardItem``).
 """
 from __future__ import annotations
 
