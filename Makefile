@@ -35,10 +35,6 @@ $(STAMP): pyproject.toml requirements.lock
 	@# Learners see nbgrader's Validate button, not the instructor's tools.
 	$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader:create-assignment \
 		@jupyter/nbgrader:formgrader @jupyter/nbgrader:course-list > /dev/null 2>&1
-	@# The Assignments panel only where an nbgrader exchange exists (a course's JupyterHub); a
-	@# self-learner has none, and the panel would only show "exchange directory does not exist".
-	@if [ -d "$(EXCHANGE)" ]; then action=enable; else action=disable; fi; \
-		$(VENV)/bin/jupyter labextension $$action --level=sys_prefix @jupyter/nbgrader:assignment-list > /dev/null 2>&1
 	touch $(STAMP)
 
 # Learners' nbgrader settings: Validate (the button and `nbgrader validate`) names what is
@@ -53,6 +49,10 @@ $(SERVER_CONFIG): jupyter/jupyter_server_config.py $(STAMP)
 	cp jupyter/jupyter_server_config.py $@
 
 env: $(STAMP) $(LEARNER_CONFIG) $(SERVER_CONFIG)
+	@# The Assignments panel only where an nbgrader exchange exists (a course's JupyterHub); a
+	@# self-learner has none, and the panel would only show "exchange directory does not exist".
+	@if [ -d "$(EXCHANGE)" ]; then action=enable; else action=disable; fi; \
+		$(VENV)/bin/jupyter labextension $$action --level=sys_prefix @jupyter/nbgrader:assignment-list > /dev/null 2>&1
 
 lab: env
 	@$(PY) -m grader.earlier_chapters     # lets solutions/ run as they are, for those who compare
