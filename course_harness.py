@@ -185,6 +185,7 @@ def _trusted_probe(module, train=None):
 
 TRUSTED = {
     "sequential": build_sequential,                       # layers (list), state ({name: array})
+    "mlp": build_sequential,                              # the same, under the name TORCH_PROTOCOL.md uses
     "probe": _trusted_probe,                              # module, train (bool or None)
     "loader": _trusted_loader,                            # x, y, batch_size (no shuffling)
     "sgd": _trusted_sgd,                                  # module, lr, momentum, weight_decay
