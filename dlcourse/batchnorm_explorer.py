@@ -123,6 +123,29 @@ def plot_weight_scale_sweep(weight_scales, results, title="Final training loss a
     return fig
 
 
+def plot_batch_size_sweep(batch_sizes, results, title="Batch norm vs layer norm across batch sizes"):
+    """Two panels against the batch size (log x): final training loss and validation accuracy (test mode).
+
+    results: {variant name: [result of train_deep_net for each batch size]}.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    for k, (name, runs) in enumerate(results.items()):
+        style = dict(marker="os^D"[k % 4], ls=("-", "--", "-.", ":")[k % 4], ms=5)
+        losses = np.array([r["final_loss"] for r in runs])
+        axes[0].semilogx(batch_sizes, np.where(np.isfinite(losses), losses, np.nan), label=name, **style)
+        axes[1].semilogx(batch_sizes, [r["val_acc"] for r in runs], label=name, **style)
+    axes[0].set(title="Final training loss", xlabel="batch size", ylabel="mean cross-entropy, last epoch", ylim=(0, None))
+    axes[1].set(title="Validation accuracy (test mode)", xlabel="batch size", ylabel="accuracy", ylim=(0, 1.02))
+    for ax in axes:
+        ax.set_xticks(list(batch_sizes), [str(b) for b in batch_sizes])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 # --- distributions of pre-activations ----------------------------------------------------------
 
 def preactivations(affine_forward, relu_forward, batchnorm_forward, X, weight_scale, depth=5, width=64, rng=0):
@@ -189,7 +212,7 @@ def preactivation_explorer(affine_forward, relu_forward, batchnorm_forward, X, w
         plt.show()
 
     return runtime.interact(show, weight_scale=widgets.FloatLogSlider(
-        value=weight_scale, base=10, min=-3, max=0.5, step=0.25, continuous_update=False, description="weight scale"))
+        value=weight_scale, base=10, min=-3, max=0.5, step=0.25, continuous_update=False, description="weight scale", style={"description_width": "initial"}))
 
 
 # --- where to put the normalization --------------------------------------------------------------
@@ -225,9 +248,9 @@ def placement_explorer(train_variant, variants, weight_scale=0.1, learning_rate=
     log_slider = dict(base=10, step=0.25, continuous_update=False)
     return runtime.interact(
         show,
-        weight_scale=widgets.FloatLogSlider(value=weight_scale, min=-3, max=0.5, description="weight scale",
+        weight_scale=widgets.FloatLogSlider(value=weight_scale, min=-3, max=0.5, description="weight scale", style={"description_width": "initial"},
                                             **log_slider),
-        learning_rate=widgets.FloatLogSlider(value=learning_rate, min=-3, max=0.5, description="learning rate",
+        learning_rate=widgets.FloatLogSlider(value=learning_rate, min=-3, max=0.5, description="learning rate", style={"description_width": "initial"},
                                              **log_slider))
 
 
@@ -262,12 +285,12 @@ def batch_dependence_explorer(norms, X, example=0, feature=0, batch_size=8):
         ax.set(title=f"Normalized value of one example, batch size {batch_size}",
                xlabel=f"output for example {example}, feature {feature}", ylabel="number of random batches")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)  # below the data
         ax.figure.tight_layout()
         plt.show()
 
     return runtime.interact(show, batch_size=widgets.IntSlider(value=batch_size, min=2, max=128, step=1,
-                                                               continuous_update=False, description="batch size"))
+                                                               continuous_update=False, description="batch size", style={"description_width": "initial"}))
 
 
 # --- timing -------------------------------------------------------------------------------------
