@@ -67,9 +67,9 @@ def any_line_explorer(X, y):
     return runtime.interact(
         show,
         angle=widgets.FloatSlider(value=30.0, min=0.0, max=180.0, step=5.0, description="angle (deg)",
-                                  continuous_update=False),
+                                  continuous_update=False, style={"description_width": "initial"}),
         offset=widgets.FloatSlider(value=0.0, min=-1.5, max=1.5, step=0.1, description="offset",
-                                   continuous_update=False))
+                                   continuous_update=False, style={"description_width": "initial"}))
 
 
 # --- Basis functions ---------------------------------------------------------------
@@ -206,6 +206,9 @@ def train_without_gradients(mlp_forward, loss_fn, loader, input_dim=2, hidden=16
 
     m, v, t = np.zeros_like(theta), np.zeros_like(theta), 0
     history = {"loss": []}
+    for Xb, yb in loader:  # an unwritten function fails here, before a progress bar is drawn
+        loss_at(theta, Xb, yb)
+        break
     bar = tqdm(range(epochs), desc=desc, disable=not progress or is_autograding(), leave=False)
     for _ in bar:
         losses = []
@@ -223,3 +226,129 @@ def train_without_gradients(mlp_forward, loss_fn, loader, input_dim=2, hidden=16
         history["loss"].append(float(np.mean(losses)))
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
     return dict(zip(names, unpack(theta))), history
+
+
+# --- A fixed sigmoid basis, then a learned linear layer -----------------------------------
+
+def sigmoid_basis(sigmoid, X, offset=5.0):
+    """The two fixed features phi(x) = (sigmoid(offset + x1 + x2), sigmoid(offset - x1 - x2)), shape (N, 2)."""
+    t = X[:, 0] + X[:, 1]
+    return np.column_stack([sigmoid(offset + t), sigmoid(offset - t)])
+
+
+def fit_logistic_regression(F, y, steps=400, learning_rate=1.0):
+    """Logistic regression on features F (N, K) by full-batch gradient descent (a convex problem).
+
+    The features are standardised first (their spread can be tiny); returns predict(F_new) -> 0/1 labels.
+    """
+    mean, std = F.mean(axis=0), F.std(axis=0) + 1e-12
+    Z = (F - mean) / std
+    w, b = np.zeros(Z.shape[1]), 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(Z @ w + b, -30, 30)))
+        w -= learning_rate * Z.T @ (p - y) / len(y)
+        b -= learning_rate * float(np.mean(p - y))
+    return lambda F_new: (((F_new - mean) / std) @ w + b > 0).astype(int)
+
+
+def sigmoid_basis_accuracy(sigmoid, X, y, offset=5.0):
+    """Training accuracy of logistic regression on the fixed sigmoid basis."""
+    F = sigmoid_basis(sigmoid, X, offset)
+    return float(np.mean(fit_logistic_regression(F, y)(F) == y))
+
+
+def sigmoid_basis_explorer(sigmoid, X, y, offset=5.0):
+    """A slider for the offset c in phi(x) = (sigmoid(c + x1 + x2), sigmoid(c - x1 - x2)).
+
+    Only the output weights are learned (logistic regression on phi). Left: the data in feature space;
+    right: the boundary drawn back in the input plane. ``sigmoid`` is yours.
+    """
+    def show(offset=offset):
+        F = sigmoid_basis(sigmoid, X, offset)
+        predict = fit_logistic_regression(F, y)
+        accuracy = float(np.mean(predict(F) == y))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.9))
+        pad = 0.05 * max(np.ptp(F[:, 0]), np.ptp(F[:, 1]), 1e-3)
+        u, v = np.meshgrid(np.linspace(F[:, 0].min() - pad, F[:, 0].max() + pad, 150),
+                           np.linspace(F[:, 1].min() - pad, F[:, 1].max() + pad, 150))
+        labels = predict(np.column_stack([u.ravel(), v.ravel()])).reshape(u.shape)
+        left.contourf(u, v, labels, levels=[-0.5, 0.5, 1.5], colors=plots.CLASS_COLORS[:2], alpha=0.2)
+        for k, color in enumerate(plots.CLASS_COLORS[:2]):
+            left.scatter(F[y == k, 0], F[y == k, 1], s=10, color=color, edgecolor="white", linewidth=0.3,
+                         label=f"class {k}")
+        left.set(title="Feature space", xlabel=rf"$\sigma({offset:g} + x_1 + x_2)$",
+                 ylabel=rf"$\sigma({offset:g} - x_1 - x_2)$")
+        left.legend(fontsize=8, loc="lower left", framealpha=0.8)
+        plots.plot_decision_boundary(lambda P: predict(sigmoid_basis(sigmoid, P, offset)), X, y, ax=right,
+                                     title=f"Input space: accuracy {accuracy:.0%}", resolution=120)
+        fig.suptitle(f"Fixed sigmoid basis, offset c = {offset:g}; only the output layer is learned", fontsize=10)
+        fig.tight_layout()
+        plt.show()
+
+    return runtime.interact(show, offset=widgets.FloatSlider(value=offset, min=0.0, max=8.0, step=0.5,
+                                                             continuous_update=False, description="offset c"))
+
+
+# --- Universal approximation, width vs depth -----------------------------------------------
+
+def approximation_target(x):
+    """The 1-D function the width explorer approximates."""
+    return np.sin(2.0 * x) + 0.3 * x
+
+
+def shallow_relu_fit(relu, x, target, units):
+    """One hidden layer of ``units`` ReLUs relu(x - k_j), knots k_j spread over x; output weights by least squares.
+
+    Returns the fitted values at x (a sum of ramps, piecewise linear with ``units`` kinks).
+    """
+    knots = np.linspace(x.min(), x.max(), units + 1)[:-1]
+    H = np.column_stack([relu(x - k) for k in knots] + [np.ones_like(x)])
+    coef, *_ = np.linalg.lstsq(H, target, rcond=None)
+    return H @ coef
+
+
+def sawtooth(relu, x, depth):
+    """The tent map t(x) = 2 relu(x) - 4 relu(x - 1/2) on [0, 1], composed ``depth`` times (2 ReLUs per layer)."""
+    h = x
+    for _ in range(depth):
+        h = 2.0 * relu(h) - 4.0 * relu(h - 0.5)
+    return h
+
+
+def count_linear_pieces(x, values, tol=1e-6):
+    """Number of linear pieces of a piecewise linear function sampled on a fine, even grid ``x``."""
+    slopes = np.diff(values) / np.diff(x)
+    return 1 + int(np.sum(np.abs(np.diff(slopes)) > tol * max(1.0, np.abs(slopes).max())))
+
+
+def width_depth_explorer(relu, units=8, depth=3):
+    """Left: a one-hidden-layer ReLU net with ``units`` units fitted to a curve (slider: width).
+    Right: a sawtooth made by composing ``depth`` layers of 2 ReLUs (slider: depth). ``relu`` is yours.
+    """
+    x = np.linspace(-3.0, 3.0, 601)
+    target = approximation_target(x)
+    grid = np.linspace(0.0, 1.0, 4097)          # 2^12 intervals: every kink of depth <= 10 lies on the grid
+
+    def show(units=units, depth=depth):
+        fit = shallow_relu_fit(relu, x, target, units)
+        teeth = sawtooth(relu, grid, depth)
+        pieces = count_linear_pieces(grid, teeth)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+        left.plot(x, target, color="black", lw=2, label="target")
+        left.plot(x, fit, color="tab:red", lw=1.2, label=f"{units} ReLU units")
+        left.set(title=f"Width: max error {np.max(np.abs(fit - target)):.3f}", xlabel="x", ylabel="value")
+        left.legend(fontsize=8, loc="lower right")
+        right.plot(grid, teeth, color="tab:blue", lw=1)
+        right.set(title=f"Depth {depth}, {2 * depth} units: {pieces} pieces", xlabel="x", ylabel="output",
+                  ylim=(-0.05, 1.25))
+        for ax in (left, right):
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        plt.show()
+
+    return runtime.interact(
+        show,
+        units=widgets.IntSlider(value=units, min=1, max=40, continuous_update=False, description="width (units)",
+                                style={"description_width": "initial"}),
+        depth=widgets.IntSlider(value=depth, min=1, max=8, continuous_update=False, description="depth (layers)",
+                                style={"description_width": "initial"}))
