@@ -25,7 +25,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per torch setting (after a warm-up)")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per torch setting (after a warm-up)")
     args = parser.parse_args()
 
     import torch

@@ -65,7 +65,7 @@ def load_numpy_params(model, params):
     return model
 
 
-def time_numpy_epoch(layers, X, y, batch_size=32, learning_rate=0.1, repeat=2):
+def time_numpy_epoch(layers, X, y, batch_size=32, learning_rate=0.1, repeat=3):
     """Seconds of the fastest of ``repeat`` epochs of the NumPy CNN (float64, as the NumPy chapters train)."""
     loss_and_grads, times = numpy_cnn_loss(layers), []
     for r in range(repeat):
@@ -94,7 +94,7 @@ def time_torch_epoch(train_one_epoch, X, y, device, dtype=torch.float32, batch_s
 
 def epoch_times(layers, train_one_epoch, X, y, batch_size=32, epochs=3):
     """{setting: seconds per epoch}: NumPy (float64), torch on the CPU (float64, float32), torch on the GPU if any."""
-    times = {"NumPy, your layers (float64)": time_numpy_epoch(layers, X, y, batch_size)}
+    times = {"NumPy, your layers (float64)": time_numpy_epoch(layers, X, y, batch_size, repeat=max(1, epochs))}
     for dtype in (torch.float64, torch.float32):
         name = str(dtype).replace("torch.", "")
         times[f"torch CPU ({name})"] = time_torch_epoch(train_one_epoch, X, y, torch.device("cpu"), dtype,
