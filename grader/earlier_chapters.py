@@ -87,6 +87,7 @@ IMPORTS = {
     "Dataset": "from torch.utils.data import Dataset",
     "DataLoader": "from torch.utils.data import DataLoader",
     "OrderedDict": "from collections import OrderedDict",
+    "progress": "from dlcourse.torch_training import progress",
 }
 
 

@@ -217,3 +217,29 @@ def test_given_torch_code_brings_the_imports_it_needs():
         "import torch", "from torch import nn", "import torch.nn.functional as F",
         "from collections import OrderedDict"]
     assert earlier_chapters.imports_needed([numpy_answer]) == []
+
+
+def test_chapter_07_answers_can_be_given_to_a_later_chapter_and_run(tmp_path):
+    import nbformat
+
+    solutions = earlier_chapters._solutions_dir()
+    for folder in solutions.iterdir():
+        if folder.is_dir() and folder.name <= "07_pytorch":
+            (tmp_path / folder.name).symlink_to(folder)
+    (tmp_path / "08_later").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from earlier_chapters import TwoLayerNet, train_one_epoch, evaluate, Conv2dFunction")])
+    nbformat.write(nb, str(tmp_path / "08_later" / "08_later.ipynb"))
+    namespace = {}
+    exec(earlier_chapters.generate("08_later", tmp_path), namespace)      # imports torch, nn, progress itself
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = namespace["TwoLayerNet"](4, 3, 2)
+    loader = DataLoader(TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,))), batch_size=4)
+    loss = namespace["train_one_epoch"](model, loader, nn.CrossEntropyLoss(),
+                                        torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"))
+    assert isinstance(loss, float) and 0.0 <= namespace["evaluate"](model, loader, torch.device("cpu")) <= 1.0
+    x = torch.randn(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    out = namespace["Conv2dFunction"].apply(x, w, torch.zeros(2, dtype=torch.float64, requires_grad=True), 1, 1)
+    assert out.shape == (1, 2, 4, 4)
