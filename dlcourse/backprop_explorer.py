@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from . import graph_drawing, runtime
 
@@ -22,7 +22,8 @@ def add_multiply_explorer():
                             y=widgets.FloatSlider(value=-4.0, **slider), z=widgets.FloatSlider(value=3.0, **slider))
 
 
-def chain_explorer(stages, your_function=None, value_names=None, x_range=(-1.0, 2.0), x0=1.0, title="f(x)"):
+def chain_explorer(stages, your_function=None, value_names=None, x_range=(-1.0, 2.0), x0=1.0, title="f(x)",
+                   step=0.05):
     """A slider for x0 redraws the chain with its forward values and gradients.
 
     stages: [(label, forward, local_derivative)] as for ``graph_drawing.trace_chain``.
@@ -38,8 +39,9 @@ def chain_explorer(stages, your_function=None, value_names=None, x_range=(-1.0, 
         graph_drawing.draw_traced_chain(x0, stages, title=heading, value_names=value_names)
         plt.show()
 
-    return runtime.interact(show, x0=widgets.FloatSlider(value=x0, min=x_range[0], max=x_range[1], step=0.05,
-                                                         continuous_update=False, description="x"))
+    return runtime.interact(show, x0=widgets.FloatSlider(value=x0, min=x_range[0], max=x_range[1], step=step,
+                                                         continuous_update=False, description="x",
+                                                         readout_format=".3f", layout={"width": "480px"}))
 
 
 def gradient_norms_through_depth(depth, weight_scale, activation, affine, width=64, batch=32, rng=0):
@@ -95,9 +97,10 @@ def vanishing_gradient_explorer(activations, affine, depth=10, weight_scale=1.0)
 
     return runtime.interact(
         show,
-        depth=widgets.IntSlider(value=depth, min=2, max=30, continuous_update=False, description="depth"),
+        depth=widgets.IntSlider(value=depth, min=2, max=30, continuous_update=False, description="depth",
+                                style={"description_width": "initial"}),
         weight_scale=widgets.FloatSlider(value=weight_scale, min=0.25, max=4.0, step=0.25, continuous_update=False,
-                                         description="weight scale"))
+                                         description="weight scale", style={"description_width": "initial"}))
 
 
 def learning_rate_explorer(train, learning_rate=0.5, title="Training loss"):
@@ -116,16 +119,55 @@ def learning_rate_explorer(train, learning_rate=0.5, title="Training loss"):
 
     return runtime.interact(show, learning_rate=widgets.FloatLogSlider(value=learning_rate, base=10, min=-3, max=1,
                                                                        step=0.25, continuous_update=False,
-                                                                       description="learning rate"))
+                                                                       description="learning rate",
+                                                                       style={"description_width": "initial"}))
 
+
+
+def loglog_slope(sizes, times, last=3):
+    """Least-squares slope of log(time) against log(n) over the ``last`` largest sizes."""
+    sizes, times = np.asarray(sizes[-last:], dtype=float), np.asarray(times[-last:], dtype=float)
+    return float(np.polyfit(np.log(sizes), np.log(times), 1)[0])
 
 
 def plot_gradient_costs(sizes, costs, ax=None, title="Cost of one gradient", ylabel="seconds"):
-    """Log-log plot of {method: times} against the number of inputs n."""
-    ax = ax or plt.subplots(figsize=(5.5, 3.6))[1]
-    for name, values in costs.items():
-        ax.loglog(sizes, values, marker="o", label=name)
+    """Log-log plot of {method: times} against the number of inputs n, with slope-1 and slope-2 guides."""
+    ax = ax or plt.subplots(figsize=(5.5, 3.8))[1]
+    markers = ["o", "s", "^", "D"]
+    for k, (name, values) in enumerate(costs.items()):
+        ax.loglog(sizes, values, marker=markers[k % len(markers)], label=name)
+    top = max(values[-1] for values in costs.values())
+    n = np.asarray(sizes, dtype=float)
+    for power, ls in ((1, ":"), (2, "-.")):
+        ax.loglog(n, top * (n / n[-1]) ** power, color="gray", ls=ls, lw=1, label=f"slope {power} (time ∝ n^{power})")
     ax.set(title=title, xlabel="number of inputs n", ylabel=ylabel)
+    ax.set_xticks(list(sizes), [str(size) for size in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(bottom=min(min(values) for values in costs.values()) / 3)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     return ax
+
+
+def plot_fused_bce(scores, chained, fused, y):
+    """Loss and gradient w.r.t. the score s of BCE(sigmoid(s), y), computed in two steps vs fused.
+
+    chained, fused: dicts with "loss" and "grad" arrays over ``scores``; where the two-step values are not
+    finite, the band is shaded.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, ylabel in ((left, "loss", "per-sample loss"), (right, "grad", "dL/ds")):
+        ax.plot(scores, fused[key], color="black", lw=2, label="fused: softplus, σ(s) − y")
+        values = np.asarray(chained[key], dtype=float)
+        ok = np.isfinite(values)
+        ax.plot(scores[ok], values[ok], color="tab:orange", ls="--", lw=1.5, label="two steps: sigmoid, then BCE")
+        if (~ok).any():
+            ax.axvspan(scores[~ok].min(), scores[~ok].max(), color="tab:red", alpha=0.12,
+                       label="two steps: inf or nan")
+        ax.set(xlabel="score s (logit)", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    left.set_title(f"BCE of σ(s), target y = {y:g}", fontsize=10)
+    right.set_title("Its gradient with respect to s", fontsize=10)
+    left.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
