@@ -565,6 +565,13 @@ def ring(n, radius=1.0, centre=(0.0, 0.0), squash=1.0, rotate=0.0, noise=0.03, r
     return pts + rng.normal(0, noise, size=pts.shape), angles
 
 
+def off_data_fraction(samples, data, radius=0.15):
+    """The share of ``samples`` (n, 2) farther than ``radius`` from every point of ``data`` (m, 2)."""
+    samples, data = np.asarray(samples), np.asarray(data)
+    nearest = np.min(np.linalg.norm(samples[:, None, :] - data[None, :, :], axis=2), axis=1)
+    return float(np.mean(nearest > radius))
+
+
 def plot_translation(X, angles, G, F_, Y, ax_pair=None, title=""):
     """Left: domain X coloured by angle, and F(G(x)). Right: domain Y (gray) and G(x), coloured like its x."""
     device = next(G.parameters()).device
