@@ -435,8 +435,9 @@ def _encode_tensor(value, key, out_arrays, budget):
     if budget[0] < 0:
         return {"kind": "other", "type": "array too large to record"}
     out_arrays[key] = array
+    grad_fn = getattr(value, "grad_fn", None)
     return {"kind": "tensor", "key": key, "dtype": dtype, "device": device,
-            "requires_grad": bool(value.requires_grad)}
+            "requires_grad": bool(value.requires_grad), "grad_fn": type(grad_fn).__name__ if grad_fn else ""}
 
 
 def _resolve(step, namespace, saved):

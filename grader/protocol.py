@@ -165,12 +165,14 @@ class Other:
 @dataclass(frozen=True)
 class TensorValue:
     """A torch tensor the learner returned: its values as a float64 (or int64/bool) CPU array, and
-    the dtype ("float32"), device ("cuda:0") and requires_grad it had."""
+    the dtype ("float32"), device ("cuda:0") and requires_grad it had, and the class name of its grad_fn
+    ("AffineFunctionBackward" for the output of a custom autograd.Function, "" for a leaf)."""
 
     array: np.ndarray
     dtype: str
     device: str
     requires_grad: bool
+    grad_fn: str = ""
 
     @property
     def shape(self):
@@ -239,7 +241,7 @@ def _decode(desc, arrays):
         if key not in arrays or arrays[key].dtype.kind not in "biuf":
             return Other("unreadable tensor")
         return TensorValue(arrays[key], str(desc.get("dtype", "?"))[:40], str(desc.get("device", "?"))[:40],
-                           bool(desc.get("requires_grad")))
+                           bool(desc.get("requires_grad")), str(desc.get("grad_fn", ""))[:100])
     if kind == "raised":
         return Raised(*(str(desc.get(k, ""))[:limit] for k, limit in
                         (("function", 200), ("type", 100), ("message", 600), ("where", 400))))

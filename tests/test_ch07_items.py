@@ -95,6 +95,20 @@ class AffineNoBias(AffineWrongOrder):
         return x.reshape(x.shape[0], -1) @ w + 0 * b
 
 
+class AffineByAutograd:
+    """Not a Function: plain torch operations, differentiated by autograd instead of a backward of its own."""
+
+    @staticmethod
+    def apply(x, w, b):
+        return x.reshape(x.shape[0], -1) @ w + b
+
+
+class ReluByAutograd:
+    @staticmethod
+    def apply(x):
+        return torch.relu(x)
+
+
 class AffineOtherCache(torch.autograd.Function):
     """Alternative: the flattened x saved, the original shape kept on ctx as a plain attribute."""
 
@@ -519,11 +533,13 @@ WRONG = {
                        (AffineDbMean, "the gradient for b is wrong at index"),
                        (AffineSavesThreeUnpacksTwo, "too many values to unpack"),
                        (AffineFloat32, "the output of forward is float32"),
-                       (AffineNoBias, "the output of forward has relative error")],
+                       (AffineNoBias, "the output of forward has relative error"),
+                       (AffineByAutograd, "the output was not made by AffineFunction.apply")],
     "ReLUFunction": [(ReluPassesDout, "the gradient for x is wrong at index"),
                      (ReluMaskFromDout, "the gradient for x is wrong"),
                      (ReluInPlace, "changed its input `x` in place"),
-                     (ReluThroughNumPy, "is float32")],
+                     (ReluThroughNumPy, "is float32"),
+                     (ReluByAutograd, "its grad_fn is ReluBackward0")],
     "Conv2dFunction": [(ConvNoNone, "None for stride and None for pad"),
                        (ConvSavesCacheForBackward, "save_for_backward is for tensors only"),
                        (ConvNumPyGradients, "Conv2dFunction.backward raised RuntimeError: expected Variable or None"),

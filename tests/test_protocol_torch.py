@@ -243,3 +243,10 @@ def test_chapter_07_answers_can_be_given_to_a_later_chapter_and_run(tmp_path):
     w = torch.randn(2, 1, 3, 3, dtype=torch.float64, requires_grad=True)
     out = namespace["Conv2dFunction"].apply(x, w, torch.zeros(2, dtype=torch.float64, requires_grad=True), 1, 1)
     assert out.shape == (1, 2, 4, 4)
+
+
+def test_a_tensor_records_the_class_of_its_grad_fn():
+    rng = np.random.default_rng(3)
+    steps, a = _affine_case(rng)
+    result = _run(steps[:1], a, ("out", "x"), {"Affine": Affine})
+    assert result.outputs["out"].grad_fn == "AffineBackward" and result.outputs["x"].grad_fn == ""

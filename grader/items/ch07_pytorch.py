@@ -71,6 +71,11 @@ class FunctionItem(Item):
         expected = self.reference(*inputs.values(), *settings)
         got = expect_tensor(self.name, "the output of forward", out["out"], expected.shape, case.label,
                             self.hints["forward"])
+        made_by = out["out"].grad_fn       # a custom Function's node is "<Class>Backward"; torch's own end in a digit
+        if not made_by.endswith("Backward"):
+            raise Failure(f"{self.name}: the output was not made by {self.name}.apply{case.label}: its grad_fn is "
+                          f"{made_by or 'None'}, so autograd would differentiate the operations instead of your "
+                          f"backward.\nHint: {FUNCTION_HINT.format(name=self.name)}")
         expect_close(self.name, "the output of forward", got, expected, FORWARD, case.label, self.hints["forward"])
         for name in self.input_names:
             def f(v, name=name):
@@ -81,6 +86,8 @@ class FunctionItem(Item):
             expect_gradient(self.name, name, value, numerical, SMOOTH, case.label, hint)
 
 
+FUNCTION_HINT = ("define class {name}(torch.autograd.Function) with @staticmethod forward(ctx, ...) and "
+                 "@staticmethod backward(ctx, dout); the tests call {name}.apply(...).")
 ORDER_HINT = ("backward(ctx, dout) returns one gradient per argument of forward, in the same order, each shaped "
               "like its argument")
 
