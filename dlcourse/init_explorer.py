@@ -170,12 +170,16 @@ def gradient_histograms(initializers, activation, layers, affine, depth=DEPTH, x
 # --- widgets -----------------------------------------------------------------------------------
 
 def _controls(initializers, activation, depth):
+    style = {"description_width": "initial"}
     return dict(
-        activation=widgets.Dropdown(options=["sigmoid", "tanh", "relu"], value=activation, description="activation"),
-        initializer=widgets.Dropdown(options=[SLIDER, *initializers], value=SLIDER, description="initializer"),
+        activation=widgets.Dropdown(options=["sigmoid", "tanh", "relu"], value=activation, description="activation",
+                                    style=style),
+        initializer=widgets.Dropdown(options=[SLIDER, *initializers], value=SLIDER, description="initializer",
+                                     style=style),
         std=widgets.FloatLogSlider(value=1.0, base=10, min=-3, max=1, step=0.125, continuous_update=False,
-                                   description="std", readout_format=".3g"),
-        depth=widgets.IntSlider(value=depth, min=1, max=10, continuous_update=False, description="depth"))
+                                   description="std", readout_format=".3g", style=style),
+        depth=widgets.IntSlider(value=depth, min=1, max=10, continuous_update=False, description="depth",
+                                style=style))
 
 
 def _one_setting(initializers, initializer, std):
@@ -321,3 +325,13 @@ def check_initializer(name, init, expected_std, formula, fan_in=400, fan_out=30)
              "use rng.normal (a Gaussian), not rng.uniform.")
     print(f"{name}({fan_in}, {fan_out}, rng): mean {mean:+.4f}, standard deviation {rms:.4f} "
           f"(expected {expected_std:.4f}), {beyond:.1%} beyond 2 std (Gaussian: {gaussian:.1%}).")
+
+
+def between_unit_share(values):
+    """Share of the variance of a layer's values (N, units) that lies between units rather than between inputs.
+
+    1.0: every unit outputs its own constant, whatever the input; 0.0: all units have the same mean.
+    """
+    values = np.asarray(values, dtype=float)
+    total = values.var()
+    return float(values.mean(axis=0).var() / total) if total > 0 else 0.0
