@@ -1,11 +1,11 @@
 # Two commands matter: `make lab` opens the course, `make test` runs the test suite.
 # Both create the virtual environment first (pinned versions, see pyproject.toml
-# and requirements.lock), so they work on a fresh machine with Python 3.11 (3.11.2 and
-# newer), 3.12 or 3.13, as root or as a normal user, from any folder.
+# and requirements.lock), so they work on a fresh machine with Python 3.11 (Debian 12's
+# 3.11.2 too), 3.12 or 3.13, as root or as a normal user, from any folder.
 
-# The first of python3, python3.13, python3.12, python3.11 on PATH that is 3.11.2 to 3.13
+# The first of python3, python3.13, python3.12, python3.11 on PATH that is 3.11 to 3.13 (as pyproject.toml says)
 # (`make lab PYTHON=/path/to/python3` picks one yourself).
-SUPPORTED = import sys; sys.exit(not (3, 11, 2) <= sys.version_info[:3] < (3, 14))
+SUPPORTED = import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 14))
 ifeq ($(origin PYTHON),undefined)
 PYTHON := $(or $(firstword $(foreach p,python3 python3.13 python3.12 python3.11,\
 	$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(SUPPORTED)' 2>/dev/null && command -v $(p)))),python3)
@@ -24,7 +24,7 @@ ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c '$(SUPPORTED)' || { echo "$(PYTHON) is Python `$(PYTHON) -c 'import platform; print(platform.python_version())'`;" \
-		"the course needs 3.11.2 to 3.13: run make with PYTHON=/path/to/python3.12 (or 3.11, 3.13)"; exit 1; }
+		"the course needs 3.11 to 3.13: run make with PYTHON=/path/to/python3.12 (or 3.11, 3.13)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade "pip==25.3"
 	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -c requirements.lock -e ".[test]"
