@@ -31,16 +31,19 @@ def plot_expected_activation(results, ax=None, title="Mean activation: train vs 
         ax.axhline(reference, color="gray", ls="--", lw=1, label="mean of the input x")
     ax.set_xticks(pos, names, fontsize=8)
     ax.set(title=title, ylabel="mean of the layer's output")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)  # below the bars
     ax.grid(alpha=0.3, axis="y")
+    ax.figure.tight_layout()
     return ax
 
 
 # --- update rules on a 2-D loss surface -------------------------------------------------------------
 
-def ravine(w):
-    """Loss and gradient of an elongated bowl, 0.5 * (0.1 * w0**2 + 10 * w1**2), rotated by 30 degrees."""
-    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+def ravine(w, angle_degrees=30.0):
+    """Loss and gradient of an elongated bowl, 0.5 * (0.1 * u0**2 + 10 * u1**2), with u = w rotated by
+    ``angle_degrees`` (30 by default; at 0 the ravine's axes are the coordinate axes)."""
+    angle = np.deg2rad(angle_degrees)
+    c, s = np.cos(angle), np.sin(angle)
     rot = np.array([[c, -s], [s, c]])
     curv = np.array([0.1, 10.0])
     u = rot.T @ w
@@ -62,40 +65,66 @@ def run_update_rule(update, config, start, steps, loss_and_grad=ravine):
     return np.array(path)
 
 
-def plot_paths(paths, loss_and_grad=ravine, ax=None, title="Update rules on a ravine", extent=(-5.5, 5.5, -4, 4)):
-    """Contours of the loss and one path per update rule ({name: (steps + 1, 2) array})."""
-    ax = ax or plt.subplots(figsize=(5.5, 4.0))[1]
+MARKERS = ("o", "s", "^", "D", "v", "P")
+STYLES = ("-", "--", "-.", ":", "-", "--")
+
+
+def path_losses(path, loss_and_grad=ravine):
+    """The loss at every point of a path (inf where it diverged)."""
+    return np.array([loss_and_grad(w)[0] if np.all(np.isfinite(w)) else np.inf for w in path])
+
+
+def plot_paths(paths, loss_and_grad=ravine, axes=None, title="Update rules on a ravine", extent=(-5.5, 5.5, -4, 4)):
+    """Two panels: contours of the loss with one path per update rule ({name: (steps + 1, 2) array}), each
+    with its own marker and line style, and the loss per step on a log scale (where overlapping paths part)."""
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(9.5, 3.9))[1]
+    ax, ax_loss = axes
     x0, x1, y0, y1 = extent
-    xx, yy = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 160))
+    xx, yy = np.meshgrid(np.linspace(x0, x1, 160), np.linspace(y0, y1, 120))
     zz = np.array([loss_and_grad(np.array([a, b]))[0] for a, b in zip(xx.ravel(), yy.ravel())]).reshape(xx.shape)
     ax.contour(xx, yy, zz, levels=np.geomspace(0.01, zz.max(), 14), colors="lightgray", linewidths=0.8)
-    for name, path in paths.items():
-        last = loss_and_grad(path[-1])[0] if np.all(np.isfinite(path[-1])) else np.inf
-        ax.plot(path[:, 0], path[:, 1], marker=".", ms=3, lw=1.2, label=f"{name} (final loss {last:.2g})")
-    ax.plot(0, 0, marker="*", color="black", ms=10, ls="none", label="minimum")
+    for k, (name, path) in enumerate(paths.items()):
+        losses = path_losses(path, loss_and_grad)
+        style = dict(marker=MARKERS[k % 6], ls=STYLES[k % 6], ms=4, lw=1.2, markevery=max(1, len(path) // 15))
+        line, = ax.plot(path[:, 0], path[:, 1], label=name, **style)
+        ax_loss.semilogy(np.arange(len(losses)), np.maximum(losses, 1e-12), color=line.get_color(),
+                         label=f"{name} ({losses[-1]:.2g})", **style)
+    ax.plot(0, 0, marker="*", color="black", ms=10, ls="none")
     ax.set(title=title, xlabel="$w_0$", ylabel="$w_1$", xlim=(x0, x1), ylim=(y0, y1))
-    ax.legend(fontsize=7, loc="lower right")
-    return ax
+    ax.title.set_fontsize(9)
+    ax_loss.set(title="loss per step (log scale), final in brackets", xlabel="step", ylabel="loss")
+    ax_loss.title.set_fontsize(9)
+    ax_loss.grid(alpha=0.3, which="both")
+    ax_loss.legend(fontsize=7, loc="lower left")
+    return axes
 
 
-def update_rule_explorer(rules, start=(-4.6, -2.1), steps=60):
-    """Sliders for a learning-rate multiplier and the number of steps; one path per rule.
+def update_rule_explorer(rules, start=(-4.6, -2.1), steps=60, angle_degrees=30.0):
+    """Sliders for the learning rate (shared by every rule), the number of steps and the ravine's rotation.
 
-    rules: {name: (update, config)} where config holds that rule's own learning rate (scaled by the slider).
+    rules: {name: (update, config)}; every rule runs with the slider's learning rate and its own other settings.
     """
-    def show(lr_multiplier=1.0, steps=steps):
-        paths = {}
-        for name, (update, config) in rules.items():
-            cfg = dict(config, learning_rate=config["learning_rate"] * lr_multiplier)
-            paths[name] = run_update_rule(update, cfg, start, steps)
-        plot_paths(paths, title=f"{steps} steps, learning rates x {lr_multiplier:.2g}")
+    def show(learning_rate=0.1, steps=steps, angle_degrees=angle_degrees):
+        loss = lambda w: ravine(w, angle_degrees)           # noqa: E731
+        paths = {name: run_update_rule(update, dict(config, learning_rate=learning_rate), start, steps, loss)
+                 for name, (update, config) in rules.items()}
+        print(f"learning rate {learning_rate:.3g} for every rule, ravine rotated by {angle_degrees:g} degrees; "
+              "loss after the last step: " + ", ".join(f"{n} {path_losses(p, loss)[-1]:.2g}" for n, p in paths.items()))
+        axes = plot_paths(paths, loss, title=f"{steps} steps, learning rate {learning_rate:.2g}, "
+                                             f"rotated {angle_degrees:g} deg")
+        axes[0].figure.tight_layout()
         plt.show()
 
+    style = {"description_width": "initial"}
     return runtime.interact(
         show,
-        lr_multiplier=widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.1, continuous_update=False,
-                                             description="lr x"),
-        steps=widgets.IntSlider(value=steps, min=5, max=200, step=5, continuous_update=False, description="steps"))
+        learning_rate=widgets.FloatLogSlider(value=0.1, base=10, min=-2, max=-0.5, step=0.1, continuous_update=False,
+                                             description="learning rate", style=style),
+        steps=widgets.IntSlider(value=steps, min=5, max=200, step=5, continuous_update=False, description="steps",
+                                style=style),
+        angle_degrees=widgets.SelectionSlider(options=[0.0, 15.0, 30.0, 45.0], value=angle_degrees,
+                                              continuous_update=False, description="rotation (degrees)", style=style))
 
 
 # --- L2 penalty vs decoupled weight decay --------------------------------------------------------------
@@ -193,9 +222,9 @@ def regularization_explorer(run, dropout_rates, weight_decays, patience=20):
     return runtime.interact(
         show,
         dropout_p=widgets.SelectionSlider(options=list(dropout_rates), value=dropout_rates[0],
-                                          continuous_update=False, description="dropout p"),
+                                          continuous_update=False, description="dropout p", style={"description_width": "initial"}),
         weight_decay=widgets.SelectionSlider(options=list(weight_decays), value=weight_decays[0],
-                                             continuous_update=False, description="weight decay"))
+                                             continuous_update=False, description="weight decay", style={"description_width": "initial"}))
 
 
 # --- hyperparameter search ------------------------------------------------------------------------------------
