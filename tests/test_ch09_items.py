@@ -276,6 +276,150 @@ def clip_values(grads, max_norm):
     return {k: np.clip(g, -max_norm, max_norm) for k, g in grads.items()}
 
 
+# --- attention (torch) --------------------------------------------------------------------------------
+
+import math  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+def _attend(q, k, v, mask=None, scale="sqrt", axis=-1, mask_mode="-inf"):
+    d = q.shape[-1]
+    scores = q @ k.transpose(-2, -1)
+    scores = scores / {"sqrt": math.sqrt(d), "none": 1.0, "d": d}[scale]
+    if mask is not None and mask_mode == "-inf":
+        scores = torch.where(mask.bool(), scores, float("-inf"))
+    elif mask is not None and mask_mode == "inverted":
+        scores = torch.where(mask.bool(), float("-inf"), scores)
+    elif mask is not None and mask_mode == "zero":
+        scores = torch.where(mask.bool(), scores, 0.0)
+    weights = torch.softmax(scores, dim=axis)
+    if mask is not None and mask_mode == "after":
+        weights = weights * mask
+    return weights @ v, weights
+
+
+def attention_without_scaling(q, k, v, mask=None):
+    return _attend(q, k, v, mask, scale="none")
+
+
+def attention_divided_by_d(q, k, v, mask=None):
+    return _attend(q, k, v, mask, scale="d")
+
+
+def attention_softmax_over_queries(q, k, v, mask=None):
+    return _attend(q, k, v, mask, axis=-2)
+
+
+def attention_mask_ignored(q, k, v, mask=None):
+    return _attend(q, k, v, None)
+
+
+def attention_mask_inverted(q, k, v, mask=None):
+    return _attend(q, k, v, mask, mask_mode="inverted")
+
+
+def attention_masked_scores_set_to_zero(q, k, v, mask=None):
+    return _attend(q, k, v, mask, mask_mode="zero")
+
+
+def attention_mask_after_softmax(q, k, v, mask=None):
+    return _attend(q, k, v, mask, mask_mode="after")
+
+
+def attention_detached(q, k, v, mask=None):
+    out, weights = _attend(q.detach(), k.detach(), v.detach(), mask)
+    return out, weights
+
+
+def attention_out_from_the_built_in(q, k, v, mask=None):
+    _, weights = _attend(q, k, v, mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask.bool()), weights
+
+
+class _MHA(nn.Module):
+    """The solution's parameters with a configurable forward (wrong ways of splitting and merging heads)."""
+
+    split = "right"
+    project_out = True
+    average = False
+    order = (0, 1, 2)
+    transpose_w = True
+
+    def __init__(self, embed_dim, num_heads):
+        super().__init__()
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.in_proj_weight = nn.Parameter(torch.zeros(3 * embed_dim, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim))
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, query, key, value, mask=None):
+        E, h = self.embed_dim, self.num_heads
+        W, b = self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)
+        W, b = [W[i] for i in self.order], [b[i] for i in self.order]
+
+        def heads(x, W, b):
+            N, L, _ = x.shape
+            p = x @ (W.T if self.transpose_w else W) + b
+            return p.view(N, L, h, E // h).transpose(1, 2) if self.split == "right" else p.view(N, h, L, E // h)
+
+        q, k, v = heads(query, W[0], b[0]), heads(key, W[1], b[1]), heads(value, W[2], b[2])
+        out, weights = _attend(q, k, v, mask)
+        N, _, Lq, _ = out.shape
+        out = out.transpose(1, 2).reshape(N, Lq, E) if self.split == "right" else out.reshape(N, Lq, E)
+        if self.project_out:
+            out = self.out_proj(out)
+        return out, weights.mean(dim=1) if self.average else weights
+
+
+class MHAHeadsSplitAlongTheWrongAxis(_MHA):
+    split = "wrong"
+
+
+class MHAWithoutOutputProjection(_MHA):
+    project_out = False
+
+
+class MHAWeightsAveragedOverHeads(_MHA):
+    average = True
+
+
+class MHAKeyAndQueryRowsSwapped(_MHA):
+    order = (1, 0, 2)
+
+
+class MHAWeightNotTransposed(_MHA):
+    transpose_w = False
+
+
+class MHASeparateProjections(nn.Module):
+    """q_proj, k_proj, v_proj as three nn.Linear: correct maths, but nn.MultiheadAttention's weights do not load."""
+
+    def __init__(self, embed_dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(embed_dim, embed_dim) for _ in range(3))
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, query, key, value, mask=None):
+        raise AssertionError("never reached: the state_dict does not load")
+
+
+class MHADelegatesToTorch(nn.MultiheadAttention):
+    """nn.MultiheadAttention itself, with the chapter's mask convention translated: right numbers, no work."""
+
+    def __init__(self, embed_dim, num_heads):
+        super().__init__(embed_dim, num_heads, batch_first=True)
+
+    def forward(self, query, key, value, mask=None):
+        if mask is not None:
+            N, Lq, Lk = query.shape[0], query.shape[1], key.shape[1]
+            mask = ~mask.bool().expand(N, self.num_heads, Lq, Lk).reshape(N * self.num_heads, Lq, Lk)
+        return super().forward(query, key, value, attn_mask=mask, average_attn_weights=False)
+
+
 WRONG = {
     "word_embedding_forward": [embedding_transposed_table, embedding_time_major, embedding_off_by_one],
     "word_embedding_backward": [embedding_backward_fancy_index_add, embedding_backward_assigns,
@@ -296,6 +440,17 @@ WRONG = {
     "clip_gradients": [(clip_per_tensor, "global"), (clip_always_rescales, "unchanged"), clip_by_sum_of_norms,
                        (clip_in_place, "changed grads"), (clip_replaces_entries_of_the_dict_passed_in, "changed grads"),
                        clip_values],
+    "scaled_dot_product_attention": [
+        (attention_without_scaling, "sqrt(d)"), (attention_divided_by_d, "sqrt(d)"),
+        (attention_softmax_over_queries, "over the keys"), (attention_mask_ignored, "-inf"),
+        (attention_mask_inverted, "-inf"), (attention_masked_scores_set_to_zero, "-inf"),
+        (attention_mask_after_softmax, "-inf"), (attention_detached, "autograd"),
+        (attention_out_from_the_built_in, "built-in attention earns no points")],
+    "MultiHeadAttention": [
+        (MHAHeadsSplitAlongTheWrongAxis, "transpose(1, 2)"), (MHAWithoutOutputProjection, "out_proj"),
+        (MHAWeightsAveragedOverHeads, "every head"), (MHAKeyAndQueryRowsSwapped, "rows 0:E (query)"),
+        MHAWeightNotTransposed, (MHASeparateProjections, "q_proj"),
+        (MHADelegatesToTorch, "built-in attention earns no points")],
 }
 
 
@@ -365,7 +520,55 @@ def clip_with_concatenated_vector(grads, max_norm):
     return {k: np.array(g) * factor for k, g in grads.items()}
 
 
+def attention_einsum_additive_mask(q, k, v, mask=None):
+    """einsum for the products, a large negative number added where the mask forbids."""
+    scores = torch.einsum("...id,...jd->...ij", q, k) / q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = scores + (1.0 - mask.to(scores.dtype)) * -1e30
+    weights = scores.softmax(dim=-1)
+    return torch.einsum("...ij,...jd->...id", weights, v), weights
+
+
+def attention_renormalised(q, k, v, mask=None):
+    """Mask the exponentials and renormalise: the same weights as -inf before the softmax."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    e = torch.exp(scores - scores.max(dim=-1, keepdim=True).values)
+    if mask is not None:
+        e = e * mask.to(e.dtype)
+    weights = e / e.sum(dim=-1, keepdim=True)
+    return weights @ v, weights
+
+
+class MHAHeadLoop(nn.Module):
+    """One head at a time with F.linear on slices, then torch.cat: slow and correct."""
+
+    def __init__(self, embed_dim, num_heads):
+        super().__init__()
+        self.h = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim))
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, query, key, value, mask=None):
+        E = query.shape[-1]
+        d = E // self.h
+        q = F.linear(query, self.in_proj_weight[:E], self.in_proj_bias[:E])
+        k = F.linear(key, self.in_proj_weight[E:2 * E], self.in_proj_bias[E:2 * E])
+        v = F.linear(value, self.in_proj_weight[2 * E:], self.in_proj_bias[2 * E:])
+        outs, weights = [], []
+        for head in range(self.h):
+            sl = slice(head * d, (head + 1) * d)
+            m = None if mask is None else mask.expand(q.shape[0], self.h, q.shape[1], k.shape[1])[:, head]
+            o, w = attention_renormalised(q[..., sl], k[..., sl], v[..., sl], m)
+            outs.append(o)
+            weights.append(w)
+        return self.out_proj(torch.cat(outs, dim=-1)), torch.stack(weights, dim=1)
+
+
 ALTERNATIVES = {
+    "attention with einsum and an additive mask": {"scaled_dot_product_attention": attention_einsum_additive_mask},
+    "attention by renormalised exponentials": {"scaled_dot_product_attention": attention_renormalised},
+    "multi-head attention one head at a time": {"MultiHeadAttention": MHAHeadLoop},
     "one-hot matrix products for the embedding": {"word_embedding_forward": embedding_one_hot_matmul,
                                                    "word_embedding_backward": embedding_backward_one_hot_matmul},
     "RNN with a whole-array cache": {"rnn_forward": rnn_forward_keeps_states,

@@ -230,3 +230,49 @@ def test_the_speed_benchmark_compares_the_same_network_in_numpy_and_torch():
     with torch.no_grad():
         torch_scores = model(torch.from_numpy(X)).numpy()
     assert np.allclose(torch_scores, numpy_scores, rtol=1e-12, atol=1e-12)
+
+
+def test_chapter_09_recurrent_matrix_has_the_asked_spectral_radius_and_one_hot_rows_pick_words():
+    from dlcourse import sequences
+
+    W = sequences.recurrent_matrix(12, 1.3, rng=0)
+    assert np.allclose(np.abs(np.linalg.eigvals(W)), 1.3)
+    vocab = ["a", "b", "c"]
+    assert np.array_equal(sequences.one_hot(["c", "a", "c"], vocab), [[0, 0, 1], [1, 0, 0], [0, 0, 1]])
+
+
+def test_chapter_09_reversal_task_and_positional_encoding():
+    import torch
+
+    from dlcourse import sequence_models
+
+    x, y = sequence_models.reversal_batch(4, 7, torch.Generator().manual_seed(0))
+    assert torch.equal(y, x[:, torch.arange(6, -1, -1)])
+    pe = sequence_models.sinusoidal_encoding(10, 8)
+    assert pe.shape == (10, 8) and torch.allclose(pe[0], torch.tensor([0.0, 1.0] * 4, dtype=torch.float64))
+    assert torch.allclose(pe[:, 0::2] ** 2 + pe[:, 1::2] ** 2, torch.ones(10, 4, dtype=torch.float64))
+
+
+def test_chapter_09_transformer_runs_the_attention_class_it_is_given():
+    import torch
+
+    from dlcourse import sequence_models
+
+    calls = []
+
+    class UniformAttention(torch.nn.Module):           # the chapter's contract: (out, weights per head)
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.heads, self.proj = heads, torch.nn.Linear(dim, dim)
+
+        def forward(self, query, key, value, mask=None):
+            calls.append(query.shape)
+            N, L, _ = query.shape
+            weights = torch.full((N, self.heads, L, L), 1.0 / L)
+            return self.proj(value.mean(dim=1, keepdim=True).expand_as(query)), weights
+
+    model = sequence_models.TransformerTagger(UniformAttention, dim=8, heads=2, layers=2, hidden=16)
+    logits, maps = model(torch.zeros(3, 5, dtype=torch.long), return_weights=True)
+    assert logits.shape == (3, 5, sequence_models.VOCAB) and len(maps) == 2 and len(calls) == 2
+    history = sequence_models.train_reversal(model, 5, "cpu", steps=3)
+    assert len(history["loss"]) == 3 and 0.0 <= history["token_accuracy"] <= 1.0

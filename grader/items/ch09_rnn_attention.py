@@ -13,15 +13,24 @@ non-saturated range of tanh and sigmoid, where every gate's contribution is visi
 is below it (per-tensor clipping changes nothing there), a dict below the limit (it must come
 back unchanged), and a dict with one dominant array; the dict passed in is read back after
 the call, so clipping in place is caught.
+
+The attention items go through the torch path (chapter 07): float64 CPU tensors made from the
+case's arrays, results compared with NumPy references at relative error < 1e-10 (round-off only),
+gradients through autograd against centered differences of the reference at < 1e-7. Attention gets
+3-D and 4-D (batch, heads) inputs with query and key lengths that differ, no mask, a padding mask
+(N, 1, 1, Lk), a causal mask (L, L) and a 0/1 integer mask. ``MultiHeadAttention`` is built by the
+kernel with random ``nn.MultiheadAttention``-shaped parameters loaded strictly (never a torch random
+stream), for self-attention, cross-attention with padding and causal self-attention. Both record
+which of torch's attention functions ran during the call (``Call.watch``): delegating fails.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..cases import small_dims
-from ..checks import Failure, describe, expect_array, expect_close, shape_phrase
-from ..numerics import numerical_gradient, numerical_gradient_array
-from ..protocol import Call, Case, arr, lit, ref, state
+from ..checks import Failure, describe, expect_array, expect_close, expect_gradient, expect_tensor, shape_phrase
+from ..numerics import numerical_gradient, numerical_gradient_array, rel_error
+from ..protocol import Call, Case, Raised, TensorValue, arr, list_of, lit, module, ref, state, tensor
 from ..references import ch09_rnn_attention as R
 from . import Item, register
 from .ch02_backprop import BackwardItem, ForwardItem
@@ -131,7 +140,7 @@ class RnnBackward(BackwardItem):
     name = "rnn_backward"
     forward = RnnForward()
     grad_names = ("dx", "dh0", "dWx", "dWh", "db")
-    _through_time = ("go backwards from t = T - 1 to 0; the gradient reaching h[:, t] is dh[:, t] plus the dprev_h "
+    _through_time = ("Go backwards from t = T - 1 to 0; the gradient reaching h[:, t] is dh[:, t] plus the dprev_h "
                      "that step t + 1 sent back: dnext = dh[:, t] + dprev.")
     hints = {"dx": _through_time,
              "dh0": "dh0 is the dprev_h of step 0, after the gradient has been carried back through every step. "
@@ -184,16 +193,16 @@ class LstmStepForward(Item):
 class LstmStepBackward(Item):
     name = "lstm_step_backward"
     grad_names = ("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db")
-    _dc = ("the cell receives dnext_c plus the path through next_h = o * tanh(next_c): "
+    _dc = ("The cell receives dnext_c plus the path through next_h = o * tanh(next_c): "
            "dc = dnext_c + dnext_h * o * (1 - tanh(next_c)**2).")
-    _gates = ("stack the gate gradients in the forward's order i, f, g, o: "
+    _gates = ("Stack the gate gradients in the forward's order i, f, g, o: "
               "da = np.hstack([di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)]).")
-    hints = {"dx": f"dx = da @ Wx.T; {_dc} {_gates}",
-             "dprev_h": f"dprev_h = da @ Wh.T; {_dc} {_gates}",
-             "dprev_c": f"dprev_c = dc * f, where {_dc}",
-             "dWx": f"dWx = x.T @ da; {_gates}",
-             "dWh": f"dWh = prev_h.T @ da; {_gates}",
-             "db": f"db = da.sum(axis=0); {_gates}"}
+    hints = {"dx": f"dx = da @ Wx.T. {_dc} {_gates}",
+             "dprev_h": f"dprev_h = da @ Wh.T. {_dc} {_gates}",
+             "dprev_c": f"dprev_c = dc * f. {_dc}",
+             "dWx": f"dWx = x.T @ da. {_gates}",
+             "dWh": f"dWh = prev_h.T @ da. {_gates}",
+             "db": f"db = da.sum(axis=0). {_gates}"}
 
     def cases(self, s):
         cases = []
@@ -297,3 +306,235 @@ class ClipGradients(Item):
 
 def _fmt(values):
     return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
+
+
+# --- attention (torch) ---------------------------------------------------------------------------------
+# The kernel counts calls of torch's own attention during the learner's call (Call.watch): these items
+# ask for attention written with matrix products and a softmax, so handing the work to a built-in fails
+# whatever numbers it gives. The numbers alone would catch most delegations too: the weights come back
+# per head, and the mask convention (True = may attend) is the opposite of nn.MultiheadAttention's.
+
+FORWARD = 1e-10         # float64 attention against the NumPy reference: round-off only
+BUILT_INS = ("scaled_dot_product_attention", "multi_head_attention_forward", "_native_multi_head_attention")
+BUILT_IN_NAMES = {"scaled_dot_product_attention": "torch.nn.functional.scaled_dot_product_attention",
+                  "multi_head_attention_forward": "torch.nn.MultiheadAttention (F.multi_head_attention_forward)",
+                  "_native_multi_head_attention": "torch.nn.MultiheadAttention (its fast path)"}
+
+
+def expect_no_built_in_attention(item, calls, where, hint):
+    """Failure if the recorded call counts show that torch's attention did the work."""
+    used = [BUILT_IN_NAMES[n] for n in BUILT_INS if isinstance(calls, dict) and _count(calls.get(n)) > 0]
+    if used:
+        raise Failure(f"{item}: calls {' and '.join(used)}{where}. This chapter asks you to write attention "
+                      f"yourself, with matrix products and a softmax; torch's built-in attention earns no points "
+                      f"here.\nHint: {hint}")
+
+
+def _count(value):
+    try:
+        return int(np.asarray(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _qkv(s, batch, Lq, Lk, d, dv, scale=1.2):
+    return {"q": s.inputs.normal(0.0, scale, size=(*batch, Lq, d)), "k": s.inputs.normal(0.0, scale, size=(*batch, Lk, d)),
+            "v": s.inputs.normal(size=(*batch, Lk, dv))}
+
+
+def _padding_mask(s, N, Lk):
+    """(N, 1, 1, Lk) bool: sample n may attend to its first length[n] keys (at least one, one sample padded)."""
+    lengths = s.inputs.integers(1, Lk + 1, size=N)
+    lengths[0] = max(1, Lk - int(s.inputs.integers(1, max(2, Lk // 2) + 1)))
+    return (np.arange(Lk)[None, :] < lengths[:, None])[:, None, None, :]
+
+
+def _random_mask(s, shape, dtype=bool):
+    """A random 0/1 mask with at least one allowed key per query (the last axis)."""
+    mask = s.inputs.uniform(size=shape) < 0.6
+    rows = np.argwhere(~mask.any(axis=-1))
+    for row in rows:
+        mask[tuple(row) + (int(s.inputs.integers(0, shape[-1])),)] = True
+    return mask.astype(dtype)
+
+
+ATTENTION_HINTS = {
+    "scale": "divide the scores by sqrt(d), d = q.shape[-1] (the size of one query): "
+             "scores = q @ k.transpose(-2, -1) / math.sqrt(d).",
+    "axis": "the softmax runs over the keys, the last axis (dim=-1): every query's weights sum to 1.",
+    "mask": "where the mask is False (or 0) the score becomes -inf before the softmax, so that its weight is exactly 0: "
+            "scores = torch.where(mask.bool(), scores, float('-inf')); True (or 1) means 'may attend'.",
+    "general": "weights = softmax(q @ k^T / sqrt(d)) over the last axis, out = weights @ v; keep batch and head "
+               "dimensions in front (k.transpose(-2, -1), not k.T).",
+    "grad": "stay in torch (matrix products, torch.softmax, torch.where): no NumPy, .detach() or .item(), so that "
+            "autograd can take the gradient.",
+    "built_in": "compute the scores, the softmax and the weighted sum of the values yourself.",
+}
+
+
+def _attention_hint(case, weights):
+    """The hint that matches what the returned weights look like."""
+    q, k = case.arrays["q"], case.arrays["k"]
+    mask = case.arrays.get("mask")
+    expected = R.scaled_dot_product_attention(q, k, case.arrays["v"], mask)[1]
+    if weights.shape != expected.shape:
+        return ATTENTION_HINTS["general"]
+    if not np.allclose(weights.sum(axis=-1), 1.0, atol=1e-6):
+        return ATTENTION_HINTS["axis"] if mask is None else ATTENTION_HINTS["mask"] + " " + ATTENTION_HINTS["axis"]
+    if mask is not None and np.any(np.abs(weights[~np.broadcast_to(mask.astype(bool), weights.shape)]) > 1e-12):
+        return ATTENTION_HINTS["mask"]
+    unscaled = R.scaled_dot_product_attention(q * np.sqrt(q.shape[-1]), k, case.arrays["v"], mask)[1]
+    if rel_error(weights, unscaled) < 1e-6:
+        return ATTENTION_HINTS["scale"]
+    return ATTENTION_HINTS["general"]
+
+
+@register(CHAPTER)
+class ScaledDotProductAttention(Item):
+    name = "scaled_dot_product_attention"
+    hints = ATTENTION_HINTS
+
+    def _case(self, arrays, label, mask=False, grad=False):
+        args = [tensor("q", requires_grad=grad), tensor("k", requires_grad=grad), tensor("v", requires_grad=grad)]
+        kwargs = {"mask": tensor("mask")} if mask else {}
+        steps = [Call(self.name, args, kwargs, save=("out", "weights"), record_errors=True, watch=BUILT_INS)]
+        returns = ("out", "weights", "torch_calls")
+        if grad:
+            steps.append(Call("grad", [ref("out"), arr("dout"), list_of(ref("q"), ref("k"), ref("v"))], builtin=True,
+                              save=("dq", "dk", "dv"), label=f"the gradient of {self.name}", record_errors=True))
+            returns += ("dq", "dk", "dv")
+        return Case(steps=steps, arrays=arrays, returns=returns, context={"grad": grad}, label=label)
+
+    def cases(self, s):
+        cases = []
+        # 0: a batch of queries against keys of another length, no mask.
+        N, Lq, Lk, d, dv = _distinct_dims(s, (2, 3), (2, 5), (3, 6), (4, 8), (2, 5))
+        arrays = _qkv(s, (N,), Lq, Lk, d, dv)
+        cases.append(self._case(arrays, shape_phrase(q=arrays["q"], k=arrays["k"], v=arrays["v"]) + ", no mask"))
+        # 1: batch and head dimensions, a padding mask of shape (N, 1, 1, Lk).
+        N, h, Lq, Lk, d = _distinct_dims(s, (2, 3), (2, 3), (2, 4), (4, 6), (4, 7))
+        arrays = dict(_qkv(s, (N, h), Lq, Lk, d, d), mask=_padding_mask(s, N, Lk))
+        cases.append(self._case(arrays, shape_phrase(q=arrays["q"], k=arrays["k"]) + " and a padding mask of shape "
+                                f"{arrays['mask'].shape} (True = may attend)", mask=True))
+        # 2: a causal mask (L, L) broadcast over batch and heads.
+        N, h, L, d = _distinct_dims(s, (2, 3), (2, 3), (4, 6), (4, 7))
+        arrays = dict(_qkv(s, (N, h), L, L, d, d), mask=np.tril(np.ones((L, L), dtype=bool)))
+        cases.append(self._case(arrays, shape_phrase(q=arrays["q"]) + f" and a causal mask of shape {(L, L)}",
+                                mask=True))
+        # 3: a 0/1 integer mask per query, and the gradient for q, k and v.
+        N, Lq, Lk, d, dv = _distinct_dims(s, (2, 3), (2, 4), (3, 5), (4, 6), (2, 4))
+        arrays = dict(_qkv(s, (N,), Lq, Lk, d, dv), mask=_random_mask(s, (N, Lq, Lk), dtype=np.int64))
+        arrays["dout"] = s.upstream.normal(size=(N, Lq, dv))
+        cases.append(self._case(arrays, shape_phrase(q=arrays["q"], k=arrays["k"], v=arrays["v"])
+                                + " and a 0/1 integer mask of shape " + str(arrays["mask"].shape), mask=True, grad=True))
+        return cases
+
+    def check(self, case, out):
+        q, k, v = case.arrays["q"], case.arrays["k"], case.arrays["v"]
+        mask = case.arrays.get("mask")
+        expect_no_built_in_attention(self.name, out.get("torch_calls"), case.label, self.hints["built_in"])
+        expected_out, expected_w = R.scaled_dot_product_attention(q, k, v, mask)
+        w = out["weights"]
+        if mask is not None and isinstance(w, TensorValue) and w.shape == expected_w.shape \
+                and not np.all(np.isfinite(w.array)):
+            raise Failure(f"{self.name}: weights contain NaN{case.label}: a query with every score at -inf has "
+                          f"nothing to attend to. Every query here may attend to at least one key, so check the mask "
+                          f"convention.\nHint: {self.hints['mask']}")
+        weights = expect_tensor(self.name, "weights", out["weights"], expected_w.shape, case.label,
+                                self.hints["general"])
+        hint = _attention_hint(case, weights)
+        expect_close(self.name, "weights", weights, expected_w, FORWARD, case.label, hint)
+        got = expect_tensor(self.name, "out", out["out"], expected_out.shape, case.label, self.hints["general"])
+        expect_close(self.name, "out", got, expected_out, FORWARD, case.label, "out = weights @ v.")
+        if case.context["grad"]:
+            inputs = {"q": q, "k": k, "v": v}
+            for name in inputs:
+                def f(x, name=name):
+                    return R.scaled_dot_product_attention(**dict(inputs, **{name: x}), mask=mask)[0]
+                numerical = numerical_gradient_array(f, inputs[name], case.arrays["dout"])
+                expect_gradient(self.name, name, out[f"d{name}"], numerical, SMOOTH, case.label, self.hints["grad"])
+
+
+MHA_STATE = {"in_proj_weight": "in_proj_weight", "in_proj_bias": "in_proj_bias",
+             "out_proj.weight": "out_proj_weight", "out_proj.bias": "out_proj_bias"}
+
+
+@register(CHAPTER)
+class MultiHeadAttentionItem(Item):
+    name = "MultiHeadAttention"
+    hints = {
+        "build": "MultiHeadAttention(embed_dim, num_heads) holds exactly the parameters of nn.MultiheadAttention: "
+                 "in_proj_weight (3E, E) and in_proj_bias (3E,) as nn.Parameter, and out_proj = nn.Linear(E, E).",
+        "weights": "return the weights of every head, shape (N, num_heads, Lq, Lk), as your scaled_dot_product_attention "
+                   "gives them for q, k, v of shape (N, num_heads, L, d); the mask means True = may attend.",
+        "out": "project with rows 0:E (query), E:2E (key), 2E:3E (value) of in_proj_weight: q = query @ Wq.T + bq; "
+               "split the features into heads with .view(N, L, num_heads, d).transpose(1, 2) (not .view(N, num_heads, "
+               "L, d)), attend, transpose back, reshape to (N, Lq, E) and apply out_proj.",
+        "built_in": "project, split into heads, call your own scaled_dot_product_attention, merge the heads and "
+                    "apply out_proj: no nn.MultiheadAttention inside.",
+        "grad": "stay in torch operations (no NumPy, .detach() or .item()) so that autograd can take the gradient.",
+    }
+
+    def cases(self, s):
+        cases = []
+        for index in range(3):
+            h, d = int(s.inputs.integers(2, 4)), int(s.inputs.integers(2, 4))
+            E = h * d
+            N, Lq, Lk = _distinct_dims(s, (2, 3), (3, 5), (2, 6))
+            if index != 1:
+                Lk = Lq                                           # self-attention (cases 0 and 2)
+            bound = np.sqrt(6.0 / (E + E))
+            arrays = {"in_proj_weight": s.inputs.uniform(-bound, bound, size=(3 * E, E)) * 1.5,
+                      "in_proj_bias": s.inputs.normal(0.0, 0.2, size=3 * E),
+                      "out_proj_weight": s.inputs.uniform(-bound, bound, size=(E, E)),
+                      "out_proj_bias": s.inputs.normal(0.0, 0.2, size=E),
+                      "query": s.inputs.normal(size=(N, Lq, E))}
+            if index == 1:                                         # cross-attention with a padding mask
+                arrays["key"] = s.inputs.normal(size=(N, Lk, E))
+                arrays["value"] = s.inputs.normal(size=(N, Lk, E))
+                arrays["mask"] = _padding_mask(s, N, Lk)
+                inputs = [tensor("query"), tensor("key"), tensor("value")]
+                label = (f" built as {self.name}({E}, {h}), cross-attention" + shape_phrase(query=arrays["query"],
+                         key=arrays["key"]) + f" and a padding mask of shape {arrays['mask'].shape}")
+            else:
+                inputs = [tensor("query", requires_grad=index == 2), ref("query"), ref("query")]
+                label = f" built as {self.name}({E}, {h}), self-attention" + shape_phrase(query=arrays["query"])
+                if index == 2:
+                    arrays["mask"] = np.tril(np.ones((Lq, Lq), dtype=bool))
+                    arrays["dout"] = s.upstream.normal(size=(N, Lq, E))
+                    label += f" and a causal mask of shape {(Lq, Lq)}"
+            kwargs = {"mask": tensor("mask")} if "mask" in arrays else {}
+            steps = [Call("value", [module(self.name, [lit(E), lit(h)], state=MHA_STATE)], builtin=True, save="model",
+                          label=self.name, record_errors=True),
+                     Call("model", inputs, kwargs, on_ref=True, save=("out", "weights"), label=f"{self.name}.forward",
+                          record_errors=True, watch=BUILT_INS)]
+            returns = ("out", "weights", "torch_calls")
+            if index == 2:
+                steps.append(Call("grad", [ref("out"), arr("dout"), list_of(ref("query"))], builtin=True,
+                                  save=("dquery",), label=f"the gradient of {self.name}", record_errors=True))
+                returns += ("dquery",)
+            cases.append(Case(steps=steps, arrays=arrays, returns=returns,
+                              context={"heads": h, "self": index != 1, "grad": index == 2}, label=label))
+        return cases
+
+    def _reference(self, case, query=None):
+        a = case.arrays
+        query = a["query"] if query is None else query
+        key, value = (query, query) if case.context["self"] else (a["key"], a["value"])
+        return R.multi_head_attention(query, key, value, a["in_proj_weight"], a["in_proj_bias"], a["out_proj_weight"],
+                                      a["out_proj_bias"], case.context["heads"], a.get("mask"))
+
+    def check(self, case, out):
+        expect_no_built_in_attention(self.name, out.get("torch_calls"), case.label, self.hints["built_in"])
+        expected_out, expected_w = self._reference(case)
+        w = out["weights"]
+        hint = self.hints["build"] if isinstance(w, Raised) and w.function == self.name else self.hints["weights"]
+        weights = expect_tensor(self.name, "weights", w, expected_w.shape, case.label, hint)
+        expect_close(self.name, "weights", weights, expected_w, FORWARD, case.label, self.hints["out"])
+        got = expect_tensor(self.name, "out", out["out"], expected_out.shape, case.label, self.hints["out"])
+        expect_close(self.name, "out", got, expected_out, FORWARD, case.label,
+                     "merge the heads with out.transpose(1, 2).reshape(N, Lq, E), then apply out_proj.")
+        if case.context["grad"]:
+            numerical = numerical_gradient_array(lambda x: self._reference(case, x)[0], case.arrays["query"],
+                                                 case.arrays["dout"])
+            expect_gradient(self.name, "query", out["dquery"], numerical, SMOOTH, case.label, self.hints["grad"])
