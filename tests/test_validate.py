@@ -15,7 +15,7 @@ import pytest
 from grader import course
 from grader.notebooks import graded_items, nb_meta
 
-from conftest import ROOT, solution_notebook
+from conftest import ROOT, answer_sources, learner_notebook
 
 pytestmark = pytest.mark.release
 CHAPTER = "01_mlp_xor"
@@ -23,31 +23,16 @@ LEARNER_CONFIG = ROOT / "jupyter"
 WRONG_SIGMOID = "def sigmoid(x):\n    return 1 / (1 + np.exp(x))   # the sign of x is wrong\n"
 
 
-def _answers(chapter):
-    """The worked solution of every answer cell, as a learner would type it (no markers)."""
-    nb = nbformat.read(str(solution_notebook(chapter)), as_version=4)
-    return {nb_meta(c)["grade_id"]: "\n".join(line for line in c.source.splitlines()
-                                              if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
-            for c in nb.cells if nb_meta(c).get("solution")}
-
-
 def _learner_notebook(tmp_path, chapter=CHAPTER, fill=(), replace=None):
-    """notebooks/<chapter> copied to tmp_path, with the answers named in ``fill`` written in."""
+    """notebooks/<chapter> copied to tmp_path, with the worked answers of ``fill`` ("all": every one) written in."""
     folder = tmp_path / chapter
     folder.mkdir()
     for path in (ROOT / "notebooks" / chapter).iterdir():
         if path.is_file():
             (folder / path.name).write_bytes(path.read_bytes())
     path = folder / f"{chapter}.ipynb"
-    nb = nbformat.read(str(path), as_version=4)
-    answers = _answers(chapter)
-    for cell in nb.cells:
-        grade_id = nb_meta(cell).get("grade_id")
-        if replace and grade_id in replace:
-            cell.source = replace[grade_id]
-        elif grade_id in answers and (fill == "all" or grade_id in fill):
-            cell.source = answers[grade_id]
-    nbformat.write(nb, str(path))
+    answers = {gid: src for gid, src in answer_sources(chapter).items() if fill == "all" or gid in fill}
+    nbformat.write(learner_notebook(path, answers, replace), str(path))
     return path
 
 
