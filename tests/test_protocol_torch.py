@@ -250,3 +250,16 @@ def test_a_tensor_records_the_class_of_its_grad_fn():
     steps, a = _affine_case(rng)
     result = _run(steps[:1], a, ("out", "x"), {"Affine": Affine})
     assert result.outputs["out"].grad_fn == "AffineBackward" and result.outputs["x"].grad_fn == ""
+
+
+def test_tensors_that_cannot_be_read_or_are_too_large_are_described_not_recorded(monkeypatch):
+    import course_harness
+
+    namespace = {"meta": lambda: torch.empty(3, device="meta"), "big": lambda: torch.zeros(1000, dtype=torch.float64),
+                 "net": lambda: nn.Linear(2, 2)}
+    monkeypatch.setattr(course_harness, "MAX_RETURNED_BYTES", 4000)
+    steps = [Call("meta", save="m"), Call("big", save="b"), Call("net", save="n")]
+    result = _run(steps, {}, ("m", "b", "n"), namespace)
+    assert result.outputs["m"] == Other("torch tensor that cannot be read (NotImplementedError)")
+    assert result.outputs["b"] == Other("array too large to record")
+    assert result.outputs["n"] == Other("torch module Linear")
