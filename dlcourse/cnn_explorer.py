@@ -46,7 +46,7 @@ def show_photo_filters(conv_forward, image, filters=None, stride=1, pad=1):
         ax.axis("off")
     fig.suptitle(f"One convolution layer, {len(filters)} hand-made 3x3 filters (stride {stride}, pad {pad})",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.86))          # room for the suptitle above the two-line panel titles
     return fig
 
 
@@ -211,7 +211,7 @@ def receptive_field_explorer():
         plt.show()
 
     return runtime.interact(show, schedule=widgets.Dropdown(options=list(SCHEDULES), value=list(SCHEDULES)[1],
-                                                            description="schedule", layout={"width": "480px"}))
+                                                            description="schedule", style={"description_width": "initial"}, layout={"width": "480px"}))
 
 
 # --- ReLU and low-dimensional manifolds --------------------------------------------------------
@@ -254,13 +254,15 @@ def relu_manifold_explorer(n=2):
         plt.show()
 
     return runtime.interact(show, n=widgets.IntSlider(value=n, min=2, max=30, continuous_update=False,
-                                                      description="n"))
+                                                      description="n", style={"description_width": "initial"}))
 
 
 # --- the degradation problem: a deep plain net vs the same net with identity shortcuts ------------
 
-def init_deep_mlp(input_dim, width, depth, num_classes, rng=0):
-    """W0 (input_dim, width), then ``depth`` hidden (width, width) layers, then an output layer; He init."""
+def init_deep_mlp(input_dim, width, depth, num_classes, rng=0, batchnorm=False):
+    """W0 (input_dim, width), then ``depth`` hidden (width, width) layers, then an output layer; He init.
+
+    With ``batchnorm``, every hidden layer also gets gamma{layer} = 1 and beta{layer} = 0 (shape (width,))."""
     rng = np.random.default_rng(rng)
     params = {"W_in": rng.normal(0, np.sqrt(2.0 / input_dim), size=(input_dim, width)), "b_in": np.zeros(width)}
     for layer in range(depth):
@@ -268,15 +270,20 @@ def init_deep_mlp(input_dim, width, depth, num_classes, rng=0):
         params[f"b{layer}"] = np.zeros(width)
     params["W_out"] = rng.normal(0, np.sqrt(1.0 / width), size=(width, num_classes))
     params["b_out"] = np.zeros(num_classes)
+    if batchnorm:
+        for layer in range(depth):
+            params[f"gamma{layer}"], params[f"beta{layer}"] = np.ones(width), np.zeros(width)
     return params
 
 
-def deep_mlp_loss(layers, depth, shortcuts):
+def deep_mlp_loss(layers, depth, shortcuts, batchnorm=False):
     """loss_and_grads(params, X, y) of a deep fully connected net built from your layers.
 
-    layers: dict with affine_forward, affine_backward, relu_forward, relu_backward, softmax_loss.
+    layers: dict with affine_forward, affine_backward, relu_forward, relu_backward, softmax_loss (and
+    batchnorm_forward, batchnorm_backward when ``batchnorm``).
     Every hidden layer is h <- relu(h W + b) (plain) or h <- h + relu(h W + b) / sqrt(depth) (shortcuts):
-    the same layers and the same parameters; the shortcut only adds the identity path.
+    the same layers and the same parameters; the shortcut only adds the identity path. With ``batchnorm``
+    the branch is relu(bn(h W + b)) (training mode, batch statistics).
     """
     L = layers
     branch_scale = 1.0 / np.sqrt(depth) if shortcuts else 1.0
@@ -286,16 +293,21 @@ def deep_mlp_loss(layers, depth, shortcuts):
         caches = []
         for layer in range(depth):
             a, c1 = L["affine_forward"](h, params[f"W{layer}"], params[f"b{layer}"])
+            cb = None
+            if batchnorm:
+                a, cb = L["batchnorm_forward"](a, params[f"gamma{layer}"], params[f"beta{layer}"], {"mode": "train"})
             r, c2 = L["relu_forward"](a)
             h = h + branch_scale * r if shortcuts else r
-            caches.append((c1, c2))
+            caches.append((c1, cb, c2))
         scores, cache_out = L["affine_forward"](h, params["W_out"], params["b_out"])
         loss, dscores = L["softmax_loss"](scores, y)
         grads = {}
         dh, grads["W_out"], grads["b_out"] = L["affine_backward"](dscores, cache_out)
         for layer in reversed(range(depth)):
-            c1, c2 = caches[layer]
+            c1, cb, c2 = caches[layer]
             da = L["relu_backward"](branch_scale * dh, c2)
+            if batchnorm:
+                da, grads[f"gamma{layer}"], grads[f"beta{layer}"] = L["batchnorm_backward"](da, cb)
             dbranch, grads[f"W{layer}"], grads[f"b{layer}"] = L["affine_backward"](da, c1)
             dh = dh + dbranch if shortcuts else dbranch
         _, grads["W_in"], grads["b_in"] = L["affine_backward"](dh, cache_in)
@@ -304,31 +316,35 @@ def deep_mlp_loss(layers, depth, shortcuts):
     return loss_and_grads
 
 
-def degradation_experiment(layers, X, y, depths=(2, 30), width=32, epochs=60, learning_rate=0.05, rng=0):
-    """Train plain and shortcut nets of each depth from the same initial weights; {label: history}."""
+def degradation_experiment(layers, X, y, depths=(2, 30), width=32, epochs=60, learning_rate=0.05, rng=0,
+                           variants=(("plain", False, False), ("with shortcuts", True, False))):
+    """Train nets of each depth from the same initial weights; {label: history}.
+
+    variants: (name, shortcuts, batchnorm) triples, e.g. ("plain with batch norm", False, True)."""
     histories = {}
-    for shortcuts in (False, True):
+    for name, shortcuts, batchnorm in variants:
         for depth in depths:
-            params = init_deep_mlp(X.shape[1], width, depth, int(y.max()) + 1, rng=rng)
-            label = f"{'with shortcuts' if shortcuts else 'plain'}, {depth} hidden layers"
-            histories[label] = training.train(deep_mlp_loss(layers, depth, shortcuts), params, X, y,
-                                              learning_rate=learning_rate, epochs=epochs, batch_size=32, rng=rng + 1,
-                                              progress=False)
+            params = init_deep_mlp(X.shape[1], width, depth, int(y.max()) + 1, rng=rng, batchnorm=batchnorm)
+            histories[f"{name}, {depth} hidden layers"] = training.train(
+                deep_mlp_loss(layers, depth, shortcuts, batchnorm), params, X, y, learning_rate=learning_rate,
+                epochs=epochs, batch_size=32, drop_last=batchnorm, rng=rng + 1, progress=False)
     return histories
 
 
 def plot_degradation(histories):
-    """Training loss per epoch: plain nets on the left, the same nets with shortcuts on the right."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharey=True)
-    for ax, kind in zip(axes, ("plain", "with shortcuts")):
+    """Training loss per epoch, one panel per variant (the label's text before the comma)."""
+    kinds = list(dict.fromkeys(label.split(",")[0] for label in histories))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.3 * len(kinds) if len(kinds) > 2 else 9.5, 3.6), sharey=True)
+    for ax, kind in zip(np.atleast_1d(axes), kinds):
         for label, history in histories.items():
-            if label.startswith(kind):
-                ax.plot(np.arange(1, len(history["epoch_loss"]) + 1), history["epoch_loss"], label=label)
-        ax.set(title="Plain networks" if kind == "plain" else "The same networks with shortcuts", xlabel="epoch",
-               ylabel="training loss (cross-entropy)")
+            if label.split(",")[0] == kind:
+                ax.plot(np.arange(1, len(history["epoch_loss"]) + 1), history["epoch_loss"],
+                        label=label.split(", ")[1])
+        ax.set(title=kind, xlabel="epoch")
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
+    np.atleast_1d(axes)[0].set_ylabel("training loss (cross-entropy)")
     fig.tight_layout()
     return fig
 
