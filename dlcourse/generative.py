@@ -513,8 +513,8 @@ def fit_one_gaussian(p, x, direction):
     on the grid x, found by searching a grid of (m, s). Returns (m, s, KL)."""
     dx = x[1] - x[0]
     p = np.maximum(p, 1e-300)
-    ms = np.linspace(x.min() / 1.5, x.max() / 1.5, 161)
-    ss = np.geomspace(0.1, (x.max() - x.min()) / 3, 90)
+    ms = np.linspace(x.min() / 1.5, x.max() / 1.5, 121)
+    ss = np.geomspace(0.1, (x.max() - x.min()) / 3, 60)
     M, S = np.meshgrid(ms, ss, indexing="ij")
     q = np.exp(-(x[None, None] - M[..., None]) ** 2 / (2 * S[..., None] ** 2)) / np.sqrt(2 * np.pi * S[..., None] ** 2)
     q = np.maximum(q, 1e-300)
