@@ -56,7 +56,7 @@ def cross_entropy(p, q):
     return float(-np.sum(p[nz] * np.log(q[nz])))
 
 
-def kl_divergence(p, q):
+def categorical_kl(p, q):
     """KL(p || q) = sum p log(p / q) in nats."""
     p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
     nz = p > 0
