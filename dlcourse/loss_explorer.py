@@ -73,7 +73,7 @@ def kl_explorer(softmax, p=(0.6, 0.3, 0.1)):
 
     def show(temperature=2.0, tilt=-1.0):
         q = np.asarray(softmax(((np.log(p) + tilt * direction) / temperature)[None, :]))[0]
-        h, kl, ce = entropy(p), kl_divergence(p, q), cross_entropy(p, q)
+        h, kl, ce = entropy(p), categorical_kl(p, q), cross_entropy(p, q)
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
         k = np.arange(len(p))
         ax.bar(k - 0.2, p, width=0.4, label="p (data)")
