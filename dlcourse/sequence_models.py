@@ -120,7 +120,14 @@ def train_reversal(model, length, device, *, steps=1500, batch_size=64, lr=3e-3,
     g = torch.Generator().manual_seed(seed)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    warmup = max(1, steps // 10)            # linear warm-up, then a cosine decay to 0
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     loss_fn = nn.CrossEntropyLoss()
     losses = []
     synchronize(device)
