@@ -233,16 +233,22 @@ def move_a_slider(page):
     explorer = explorer_with_a_slider(page)
     explorer.scroll_into_view_if_needed()
     before = explorer.locator(".widget-output img").first.get_attribute("src")
-    handle = explorer.locator(".noUi-handle").first
-    box = handle.bounding_box()
+    slider = explorer.locator(".noUi-target").first
+    track, box = slider.bounding_box(), slider.locator(".noUi-handle").first.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # A third of the track towards its farther end: the value surely changes.
+    to = x + track["width"] / 3 if x < track["x"] + track["width"] / 2 else x - track["width"] / 3
     page.mouse.move(x, y)
     page.mouse.down()
-    page.mouse.move(x + 60, y, steps=5)
+    page.mouse.move(to, y, steps=5)
     page.mouse.up()
-    page.wait_for_function(
-        "([el, before]) => { const img = el.querySelector('.widget-output img'); return img && img.src !== before; }",
-        arg=[explorer.element_handle(), before], timeout=CELL_TIMEOUT_MS)
+    try:
+        page.wait_for_function(
+            "([el, before]) => { const img = el.querySelector('.widget-output img'); return img && img.src !== before; }",
+            arg=[explorer.element_handle(), before], timeout=CELL_TIMEOUT_MS)
+    except Exception:
+        shot(page, "slider-not-redrawn")
+        raise
 
 
 def outputs(page):
