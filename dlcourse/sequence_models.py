@@ -184,7 +184,7 @@ def plot_attention_maps(weights, tokens, title="Attention weights"):
     import matplotlib.pyplot as plt
 
     layers, heads = len(weights), weights[0].shape[0]
-    fig, axes = plt.subplots(layers, heads, figsize=(2.3 * heads, 2.4 * layers + 0.4), squeeze=False)
+    fig, axes = plt.subplots(layers, heads, figsize=(max(6.5, 2.8 * heads), 3.0 * layers + 0.5), squeeze=False)
     labels = [str(int(t)) for t in tokens]
     for l, layer in enumerate(weights):
         for h in range(heads):

@@ -579,3 +579,44 @@ ALTERNATIVES = {
 }
 
 globals().update(chapter_proofs(CHAPTER, WRONG, ALTERNATIVES))
+
+
+# --- the references the attention items trust ------------------------------------------------------------
+
+def test_attention_reference_agrees_with_torch_on_every_mask_kind():
+    from grader.references import ch09_rnn_attention as R
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    masks = [None, torch.tril(torch.ones(4, 4, dtype=torch.bool)),
+             torch.tensor([[True] * 4, [True, True, False, False]])[:, None, None, :]]
+    for mask in masks:
+        out, _ = R.scaled_dot_product_attention(q.numpy(), k.numpy(), v.numpy(), None if mask is None else mask.numpy())
+        assert np.allclose(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_multi_head_reference_is_nn_multihead_attention_with_the_hidden_tests_parameters():
+    """The hidden cases' arrays, loaded into torch's own module, give the reference's numbers (per head)."""
+    from grader.cases import Streams
+    from grader.items import find_item
+    from grader.references import ch09_rnn_attention as R
+
+    item = find_item("MultiHeadAttention", CHAPTER)
+    for case in item.cases(Streams.from_seed(3)):
+        a = case.arrays
+        E, h = a["in_proj_weight"].shape[1], case.context["heads"]
+        torch_mha = nn.MultiheadAttention(E, h, batch_first=True).double()
+        torch_mha.load_state_dict({name: torch.from_numpy(a[key]) for name, key in
+                                   {"in_proj_weight": "in_proj_weight", "in_proj_bias": "in_proj_bias",
+                                    "out_proj.weight": "out_proj_weight", "out_proj.bias": "out_proj_bias"}.items()})
+        query = torch.from_numpy(a["query"])
+        key, value = (query, query) if case.context["self"] else (torch.from_numpy(a["key"]), torch.from_numpy(a["value"]))
+        mask = a.get("mask")
+        attn_mask = None
+        if mask is not None:
+            N, Lq, Lk = query.shape[0], query.shape[1], key.shape[1]
+            attn_mask = ~torch.from_numpy(np.broadcast_to(mask, (N, h, Lq, Lk)).reshape(N * h, Lq, Lk).copy())
+        out, weights = torch_mha(query, key, value, attn_mask=attn_mask, average_attn_weights=False)
+        ref_out, ref_weights = item._reference(case)
+        assert np.allclose(out.detach().numpy(), ref_out, rtol=1e-12, atol=1e-12)
+        assert np.allclose(weights.detach().numpy(), ref_weights, rtol=1e-12, atol=1e-12)
