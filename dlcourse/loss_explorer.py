@@ -106,10 +106,11 @@ def f1_from(precision, recall):
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def confusion_explorer(classification_metrics, y_true, score, threshold=1.0):
+def confusion_explorer(classification_metrics, y_true, score, threshold=1.0, confusion_matrix=None):
     """A threshold slider: the confusion matrix of (score > threshold) and F1 against the threshold.
 
-    ``classification_metrics(y_true, y_pred) -> (accuracy, precision, recall)`` is yours.
+    ``classification_metrics(y_true, y_pred) -> (accuracy, precision, recall)`` is yours, and so is
+    ``confusion_matrix(y_true, y_pred, num_classes)`` when given (otherwise the counts are computed here).
     """
     thresholds = np.linspace(score.min(), score.max(), 81)
     f1_curve = np.array([f1_from(*classification_metrics(y_true, (score > t).astype(int))[1:]) for t in thresholds])
@@ -118,7 +119,8 @@ def confusion_explorer(classification_metrics, y_true, score, threshold=1.0):
         y_pred = (score > threshold).astype(int)
         accuracy, precision, recall = classification_metrics(y_true, y_pred)
         f1 = f1_from(precision, recall)
-        counts = confusion_counts(y_true, y_pred)
+        counts = (confusion_counts(y_true, y_pred) if confusion_matrix is None
+                  else np.asarray(confusion_matrix(y_true, y_pred, 2)))
         fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1, 1.4]})
         left.imshow(counts, cmap="Blues")
         names = [["TN", "FP"], ["FN", "TP"]]

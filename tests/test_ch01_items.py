@@ -207,6 +207,31 @@ def metrics_returns_a_list(y_true, y_pred):
     return [float(np.mean(y_true == y_pred)), precision, recall]
 
 
+def cm_fancy_index_increment(y_true, y_pred, num_classes):
+    cm = np.zeros((num_classes, num_classes), dtype=int)
+    cm[y_true, y_pred] += 1                     # a repeated (true, predicted) pair is counted once
+    return cm
+
+
+def cm_transposed(y_true, y_pred, num_classes):
+    cm = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(cm, (y_pred, y_true), 1)          # rows are the predicted class
+    return cm
+
+
+def cm_sized_by_largest_label(y_true, y_pred, num_classes):
+    C = int(max(y_true.max(), y_pred.max())) + 1
+    cm = np.zeros((C, C), dtype=int)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def cm_rows_normalised(y_true, y_pred, num_classes):
+    cm = np.zeros((num_classes, num_classes))
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+
+
 class _LoaderBase:
     """Correct storage and stacking; subclasses get one thing wrong."""
 
@@ -324,6 +349,10 @@ WRONG = [
     ("classification_metrics", metrics_precision_recall_swapped, True),
     ("classification_metrics", metrics_accuracy_as_count, True),
     ("classification_metrics", metrics_returns_a_list, False),
+    ("confusion_matrix", cm_fancy_index_increment, True),
+    ("confusion_matrix", cm_transposed, True),
+    ("confusion_matrix", cm_sized_by_largest_label, True),
+    ("confusion_matrix", cm_rows_normalised, True),
     ("DataLoader", LoaderAlwaysDropsLast, True),
     ("DataLoader", LoaderIgnoresDropLast, True),
     ("DataLoader", LoaderShufflesOnceInInit, True),
@@ -446,6 +475,22 @@ def metrics_numpy_scalars(y_true, y_pred):
     return np.mean(y_true == y_pred), precision, recall
 
 
+def cm_loop(y_true, y_pred, num_classes):
+    cm = [[0] * num_classes for _ in range(num_classes)]
+    for t, p in zip(y_true, y_pred):
+        cm[t][p] += 1
+    return np.array(cm)
+
+
+def cm_bincount(y_true, y_pred, num_classes):
+    return np.bincount(num_classes * y_true + y_pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def cm_float_one_hot(y_true, y_pred, num_classes):
+    eye = np.eye(num_classes)
+    return eye[y_true].T @ eye[y_pred]          # float counts from one-hot rows
+
+
 class LoaderPrebuiltBatches:
     """Builds a pass's batches as a list in __iter__ (no generator), with np.array_split."""
 
@@ -524,6 +569,9 @@ ALTERNATIVES = [
     ("mlp_forward", mlp_einsum),
     ("classification_metrics", metrics_loop),
     ("classification_metrics", metrics_numpy_scalars),
+    ("confusion_matrix", cm_loop),
+    ("confusion_matrix", cm_bincount),
+    ("confusion_matrix", cm_float_one_hot),
     ("DataLoader", LoaderPrebuiltBatches),
     ("DataLoader", LoaderIterator),
     ("DataLoader", LoaderShuffleInPlace),
@@ -531,6 +579,10 @@ ALTERNATIVES = [
 
 
 # --- right values, wrong shape -------------------------------------------------------------------
+
+def cm_flattened(y_true, y_pred, num_classes):
+    return np.bincount(num_classes * y_true + y_pred, minlength=num_classes ** 2)
+
 
 def sigmoid_flattened(x):
     return _sigmoid(x).ravel()
@@ -565,6 +617,7 @@ WRONG_SHAPE = [
     ("softmax", softmax_flattened),
     ("mlp_forward", mlp_extra_axis),
     ("cross_entropy_from_logits", ce_one_element_array),
+    ("confusion_matrix", cm_flattened),
     ("DataLoader", LoaderColumnLabels),
 ]
 

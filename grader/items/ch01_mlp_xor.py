@@ -166,6 +166,35 @@ class ClassificationMetrics(Item):
 
 
 @register(CHAPTER)
+class ConfusionMatrix(Item):
+    """Counts compared exactly; cases repeat (true, predicted) pairs and leave the last class unused."""
+
+    name = "confusion_matrix"
+    hint = ("entry [t, p] counts the samples of true class t predicted as p (rows: true class); "
+            "cm[y_true, y_pred] += 1 counts a repeated pair only once: use np.add.at or a loop.")
+
+    def cases(self, s):
+        cases = []
+        for kind in ("random", "random", "random", "last_class_unused"):
+            C = int(s.inputs.integers(2, 6))
+            n = int(s.inputs.integers(3 * C * C, 4 * C * C + 8))      # many repeated (true, predicted) pairs
+            used = C - 1 if kind == "last_class_unused" else C
+            y_true = s.inputs.integers(0, used, size=n)
+            y_pred = np.where(s.inputs.random(n) < 0.6, y_true, s.inputs.integers(0, used, size=n))
+            label = (f" with num_classes={C} when class {C - 1} never occurs" if kind != "random"
+                     else f" on {n} labels of {C} classes")
+            cases.append(Case(steps=[Call(self.name, [arr("y_true"), arr("y_pred"), lit(C)], save="cm")],
+                              arrays={"y_true": y_true, "y_pred": y_pred}, context={"C": C}, returns=("cm",),
+                              label=label))
+        return cases
+
+    def check(self, case, out):
+        expected = R.confusion_matrix(case.arrays["y_true"], case.arrays["y_pred"], case.context["C"])
+        got = expect_array(self.name, "the matrix", out["cm"], expected.shape, case.label, self.hint)
+        expect_close(self.name, "the matrix", got, expected.astype(np.float64), TOL, case.label, self.hint)
+
+
+@register(CHAPTER)
 class DataLoader(Item):
     """Checked by properties: batch sizes, coverage of every sample once, x/y pairing, shuffling."""
 

@@ -55,3 +55,10 @@ def classification_metrics(y_true, y_pred):
     precision = float(tp / (tp + fp)) if tp + fp > 0 else 0.0
     recall = float(tp / (tp + fn)) if tp + fn > 0 else 0.0
     return accuracy, precision, recall
+
+
+def confusion_matrix(y_true, y_pred, num_classes):
+    """(C, C) counts: entry [t, p] is the number of samples of true class t predicted as p."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return cm
