@@ -165,16 +165,18 @@ def plot_comparison(lengths, results):
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name, hists in results.items():
-        ax1.plot(lengths, [h["token_accuracy"] for h in hists], "o-", label=f"{name}: tokens")
-        ax1.plot(lengths, [h["sequence_accuracy"] for h in hists], "s--", label=f"{name}: whole sequences")
-        ax2.plot(lengths, [h["seconds"] for h in hists], "o-", label=name)
+    for (name, hists), color in zip(results.items(), ["tab:blue", "tab:orange", "tab:green"]):
+        ax1.plot(lengths, [h["token_accuracy"] for h in hists], "o-", color=color, label=f"{name}: digits")
+        ax1.plot(lengths, [h["sequence_accuracy"] for h in hists], "s--", color=color,
+                 label=f"{name}: whole sequences")
+        ax2.plot(lengths, [h["seconds"] for h in hists], "o-", color=color, label=name)
     ax1.set(title="Reversal accuracy on fresh sequences", xlabel="sequence length", ylabel="accuracy",
             ylim=(-0.02, 1.02))
     ax2.set(title="Training time", xlabel="sequence length", ylabel="seconds")
+    ax1.legend(fontsize=8, loc="center right")
+    ax2.legend(fontsize=8)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
