@@ -19,13 +19,13 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from grader import course, sandbox
-from grader.notebooks import nb_meta
+from grader.notebooks import graded_items, nb_meta
 
-from conftest import ROOT, answer_sources, learner_notebook, put_submission
+from conftest import ROOT, answer_sources, learner_notebook, put_submission, solution_notebook
 
 pytestmark = pytest.mark.sandbox
 CHAPTER = "01_mlp_xor"
-FULL = 10.0
+FULL = float(sum(graded_items(nbformat.read(str(solution_notebook(CHAPTER)), as_version=4)).values()))  # 11 points
 WRONG_SOFTMAX = "def softmax(x):\n    return np.exp(x) / np.sum(np.exp(x))\n"
 OUTSIDE_MARKERS = [Path("/tmp/hostile-was-here"), ROOT / "hostile-was-here"]
 
@@ -142,7 +142,7 @@ def hostile_class(root: Path, listener_port: int):
                 from grader.references.ch01_mlp_xor import softmax as trusted
                 return trusted(x)
             """)),
-        "kernel_exits": insert_after(solved(), "test_classification_metrics", "import os\nos._exit(0)\n"),
+        "kernel_exits": insert_after(solved(), "test_confusion_matrix", "import os\nos._exit(0)\n"),
         "deletes_its_working_folder": insert_after(solved(), "test_softmax", """
             import os, shutil
             for name in os.listdir("."):
