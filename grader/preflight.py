@@ -113,6 +113,37 @@ def _grade(nb, chapter, folder: Path, config, who: str):
     return items, recorded, state["status"], _first_errors(executed)
 
 
+def _diagnose_startup(config) -> str:
+    """Why nothing ran: start a bare Python with the kernel's imports in the same sandbox, then with room to spare."""
+    import tempfile
+
+    from .nbgrader_plugins import SandboxedExecute, learner_side_paths, paths_hidden_from_learners
+
+    execute = SandboxedExecute(config=config)
+    probe = [sys.executable, "-I", "-c", "import numpy, nbclient, ipykernel, matplotlib, dlcourse, course_harness"]
+
+    def attempt(memory_mb):
+        with tempfile.TemporaryDirectory(prefix="course-preflight-") as job:
+            limits = sandbox.Limits(wall_seconds=120, cpu_seconds=120, memory_bytes=memory_mb * 2**20,
+                                    max_processes=execute.max_processes)
+            env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": job, "MPLBACKEND": "Agg"}
+            return sandbox.run_in_sandbox(probe, Path(job), env=env, limits=limits,
+                                          hide=paths_hidden_from_learners(execute.hidden_paths),
+                                          expose=learner_side_paths(), mode=execute.isolation or None)
+
+    try:
+        first = attempt(execute.memory_mb)
+        if first.returncode == 0:
+            return ""
+        last = (first.stderr_tail.strip().splitlines() or ["no message"])[-1][:300]
+        if attempt(max(4096, 4 * execute.memory_mb)).returncode == 0:
+            return (f"the sandbox's memory limit ({execute.memory_mb} MiB, `memory_mb` in nbgrader_config.py) "
+                    f"is too small to start Python with the kernel's packages ({last})")
+        return f"inside the sandbox, Python cannot import the kernel's packages: {last}"
+    except sandbox.SandboxError as exc:
+        return f"the sandbox cannot start: {exc}"
+
+
 def run_preflight(root: Path, chapter: str, *, use_cache: bool = True) -> PreflightReport:
     """Grade the worked solution and the released notebook of ``chapter`` as the class will be graded."""
     root = Path(root)
@@ -158,6 +189,9 @@ def run_preflight(root: Path, chapter: str, *, use_cache: bool = True) -> Prefli
             problems.append(f"the {who} notebook has no hidden test cells for {missing}")
         if who == "solution":
             failed = {n: v["message"].splitlines()[0] for n, v in items.items() if not v["passed"]}
+            if failed and not status.get("cells_executed"):
+                diagnosis = _diagnose_startup(config)
+                cause = "; ".join(([diagnosis] if diagnosis else []) + ([cause] if cause else []))
             if failed:
                 problems.append(f"the worked solution scores {len(items) - len(failed)}/{len(items)} items here; "
                                 f"failing: {', '.join(failed)}" + (f". Cause: {cause}" if cause else "")

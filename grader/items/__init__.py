@@ -211,7 +211,10 @@ def judge(item: Item, cases: list[Case], results: list[Result] | None) -> Verdic
     for case, result in own:
         problem = _own_problem(item, case, result)
         if problem is not None:
-            blame = _blame(item, case, result, probes)
+            # An unwritten stub is the item's own problem, whatever its building blocks do.
+            own_stub = bool(result.error) and result.error.get("type") == "NotImplementedError" and \
+                str(result.error.get("where", "")).startswith(f"in {item.name},")
+            blame = None if own_stub else _blame(item, case, result, probes)
             if blame is None:
                 return Verdict(item.name, False, problem)
             function, reason = blame
