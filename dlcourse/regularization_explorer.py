@@ -78,7 +78,7 @@ def plot_paths(paths, loss_and_grad=ravine, axes=None, title="Update rules on a 
     """Two panels: contours of the loss with one path per update rule ({name: (steps + 1, 2) array}), each
     with its own marker and line style, and the loss per step on a log scale (where overlapping paths part)."""
     if axes is None:
-        axes = plt.subplots(1, 2, figsize=(9.5, 3.9))[1]
+        axes = plt.subplots(1, 2, figsize=(9.5, 3.9), layout="constrained")[1]   # never raises, unlike tight_layout
     ax, ax_loss = axes
     x0, x1, y0, y1 = extent
     xx, yy = np.meshgrid(np.linspace(x0, x1, 160), np.linspace(y0, y1, 120))
@@ -113,7 +113,6 @@ def update_rule_explorer(rules, start=(-4.6, -2.1), steps=60, angle_degrees=30.0
               "loss after the last step: " + ", ".join(f"{n} {path_losses(p, loss)[-1]:.2g}" for n, p in paths.items()))
         axes = plot_paths(paths, loss, title=f"{steps} steps, learning rate {learning_rate:.2g}, "
                                              f"rotated {angle_degrees:g} deg")
-        axes[0].figure.tight_layout()
         plt.show()
 
     style = {"description_width": "initial"}
