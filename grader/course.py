@@ -122,10 +122,14 @@ def init_course(root: Path, exchange: Path | None = None, isolation: str = "", *
     return config
 
 
+def _require_course(root: Path) -> None:
+    if not (Path(root) / "nbgrader_config.py").is_file():
+        raise CourseError(f"{root} is not a course folder: run `course init --course {root}` first")
+
+
 def _nbgrader(root: Path, *args, env=None, check=True) -> subprocess.CompletedProcess:
     """Run one nbgrader command in the course folder, so its nbgrader_config.py applies."""
-    if not (root / "nbgrader_config.py").is_file():
-        raise CourseError(f"{root} is not a course folder: run `course init --course {root}` first")
+    _require_course(root)
     # nbgrader runs helpers (alembic) by name, so the environment's bin folder must be on PATH.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, capture_output=True, text=True,
@@ -407,8 +411,7 @@ def autograde(root: Path, chapter: str, students=None, workers: int | None = Non
     """
     _check_chapter(chapter)
     root = Path(root)
-    if not (root / "nbgrader_config.py").is_file():
-        raise CourseError(f"{root} is not a course folder: run `course init --course {root}` first")
+    _require_course(root)
     if preflight:
         from .preflight import run_preflight
 

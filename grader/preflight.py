@@ -117,7 +117,7 @@ def _diagnose_startup(config) -> str:
     """Why nothing ran: start a bare Python with the kernel's imports in the same sandbox, then with room to spare."""
     import tempfile
 
-    from .nbgrader_plugins import SandboxedExecute, learner_side_paths, paths_hidden_from_learners
+    from .nbgrader_plugins import SandboxedExecute, kernel_environment, learner_side_paths, paths_hidden_from_learners
 
     execute = SandboxedExecute(config=config)
     probe = [sys.executable, "-I", "-c", "import numpy, nbclient, ipykernel, matplotlib, dlcourse, course_harness"]
@@ -126,8 +126,7 @@ def _diagnose_startup(config) -> str:
         with tempfile.TemporaryDirectory(prefix="course-preflight-") as job:
             limits = sandbox.Limits(wall_seconds=120, cpu_seconds=120, memory_bytes=memory_mb * 2**20,
                                     max_processes=execute.max_processes)
-            env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": job, "MPLBACKEND": "Agg"}
-            return sandbox.run_in_sandbox(probe, Path(job), env=env, limits=limits,
+            return sandbox.run_in_sandbox(probe, Path(job), env=kernel_environment(Path(job)), limits=limits,
                                           hide=paths_hidden_from_learners(execute.hidden_paths),
                                           expose=learner_side_paths(), mode=execute.isolation or None)
 
