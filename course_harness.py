@@ -229,6 +229,12 @@ def _build(spec, arrays, saved, pristine, namespace=None):
         return t
     if "module" in spec:                 # the learner's nn.Module class, weights from the case
         return _build_module(spec, build, arrays, namespace or {})
+    if "learner" in spec:                # a learner's class or function, by name (e.g. for ``function``)
+        value = (namespace or {}).get(spec["learner"])
+        if value is None:
+            raise CallFailed({"type": "NameError", "function": spec["learner"],
+                              "message": f"{spec['learner']} is not defined: run the cell that defines it"})
+        return value
     if "trusted" in spec:                # a trusted torch object (TRUSTED)
         return TRUSTED[spec["trusted"]](**{k: build(v) for k, v in spec.get("params", {}).items()})
     if "a" in spec:                      # a fresh copy of a case array
@@ -323,6 +329,61 @@ def _grad(out, dout, inputs):
     return tuple(torch.autograd.grad(out, list(inputs), grad_outputs=upstream, allow_unused=True))
 
 
+class FunctionContext:
+    """The ``ctx`` a hand-written ``autograd.Function`` gets when its forward and backward are called directly.
+
+    It keeps what forward saves (``save_for_backward`` / ``saved_tensors``, any attribute such as
+    ``ctx.cache``) and answers ``needs_input_grad`` with True for every tensor argument.
+    """
+
+    def __init__(self, needs_input_grad):
+        self.needs_input_grad = tuple(needs_input_grad)
+        self.materialize_grads = True
+        self._saved = ()
+
+    def save_for_backward(self, *tensors):
+        self._saved = tuple(tensors)
+
+    @property
+    def saved_tensors(self):
+        return self._saved
+
+    def mark_dirty(self, *tensors):
+        pass
+
+    def mark_non_differentiable(self, *tensors):
+        pass
+
+    def set_materialize_grads(self, value):
+        self.materialize_grads = bool(value)
+
+
+def _call_function(cls, inputs, settings, dout):
+    """``cls.forward`` then ``cls.backward`` called as plain functions: (output, gradients as returned).
+
+    Grad mode is off and no input requires grad, so no autograd graph, hook or engine stands between
+    the learner's formula and the numbers recorded: what ``backward`` returns for the upstream gradient
+    ``dout`` (chosen by the grader) is what the grader judges.
+    """
+    torch = _torch()
+    args = list(inputs) + list(settings)
+    ctx = FunctionContext(isinstance(a, torch.Tensor) for a in args)
+    with torch.no_grad():
+        base = getattr(torch.autograd.Function, "setup_context", None)
+        if getattr(cls, "setup_context", base) is not base:      # forward(*args) + setup_context(ctx, ...)
+            out = cls.forward(*args)
+            cls.setup_context(ctx, tuple(args), out)
+        else:
+            out = cls.forward(ctx, *args)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"forward returned {type(out).__name__}, not a torch tensor")
+        upstream = torch.as_tensor(np.asarray(dout), dtype=out.dtype)
+        grads = cls.backward(ctx, upstream)
+    if not isinstance(grads, tuple):
+        grads = (grads,)
+    return out, grads
+
+
 def _watched(fn, args, kwargs, names):
     """``fn(*args, **kwargs)`` while counting the calls of the torch functions ``names`` (by ``__name__``).
 
@@ -358,14 +419,20 @@ def _capped_list(iterable):
 
 
 # Operations a call program may apply to what a learner's function returned.
-BUILTINS = {"len": len, "list": _capped_list, "value": lambda v: v, "getitem": _getitem, "grad": _grad}
+BUILTINS = {"len": len, "list": _capped_list, "value": lambda v: v, "getitem": _getitem, "grad": _grad,
+            "function": _call_function}
 
 
 # --- Recording results ----------------------------------------------------------
 
 def _library_dirs():
-    torch = sys.modules.get("torch")
-    return [os.path.dirname(torch.__file__) + os.sep] if getattr(torch, "__file__", None) else []
+    """Folders of the libraries an error may be raised in: the learner's own line is above them."""
+    dirs = []
+    for name in ("torch", "numpy"):
+        module = sys.modules.get(name)
+        if getattr(module, "__file__", None):
+            dirs.append(os.path.dirname(module.__file__) + os.sep)
+    return dirs
 
 
 def _where(tb):
@@ -435,9 +502,8 @@ def _encode_tensor(value, key, out_arrays, budget):
     if budget[0] < 0:
         return {"kind": "other", "type": "array too large to record"}
     out_arrays[key] = array
-    grad_fn = getattr(value, "grad_fn", None)
     return {"kind": "tensor", "key": key, "dtype": dtype, "device": device,
-            "requires_grad": bool(value.requires_grad), "grad_fn": type(grad_fn).__name__ if grad_fn else ""}
+            "requires_grad": bool(value.requires_grad)}
 
 
 def _resolve(step, namespace, saved):
@@ -516,7 +582,8 @@ def execute_case(case, arrays, namespace):
             saved.update(_unpack(value, step.get("save", "_"), function))
             for name, before, kept in pristine:
                 if not _same(before, kept):
-                    mutated.append({"function": function, "argument": name})
+                    mutated.append({"function": function, "argument": name,
+                                    "tensor": type(before).__module__.startswith("torch")})
         except CallFailed as failed:
             record = dict(failed.record, step=step_index)
             if not step.get("record_errors"):

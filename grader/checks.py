@@ -130,9 +130,9 @@ def expect_tensor(item, quantity, value, shape, where="", hint="", dtype="float6
         if dtype_hint:      # the dtype is part of the contract (a dataset's float32 images)
             raise Failure(_with_hint(f"{item}: {quantity}{where} is {value.dtype}, expected {dtype}.", dtype_hint))
         raise Failure(_with_hint(f"{item}: {quantity} is {value.dtype}{where}: keep the input's dtype ({dtype}).",
-                                 "torch.Tensor(...), torch.zeros(...) without dtype=, .float() and torch.from_numpy "
-                                 "of a float32 array give float32; use torch.zeros_like(x), dtype=x.dtype, or "
-                                 ".to(x.dtype)."))
+                                 "a cast to float32 is the usual cause: .float(), .type(torch.FloatTensor), "
+                                 "torch.Tensor(...), torch.zeros(...) without dtype=, or torch.from_numpy of a "
+                                 "float32 array; create new tensors with the input's dtype (zeros_like, dtype=x.dtype)."))
     if value.shape != tuple(shape):
         extra = ""
         if value.array.size == int(np.prod(shape)):
@@ -149,7 +149,8 @@ def _index_text(index):
     return f"index {index[0]}" if len(index) == 1 else f"index {index}"
 
 
-def expect_gradient(item, input_name, value, numerical, tol, where="", hint="", dtype="float64"):
+def expect_gradient(item, input_name, value, numerical, tol, where="", hint="", dtype="float64",
+                    reference="the numerical gradient"):
     """Failure unless the gradient ``value`` (a TensorValue from the ``grad`` builtin) for ``input_name``
     matches ``numerical`` (a centered difference of the trusted reference) to relative error < ``tol``.
 
@@ -168,6 +169,6 @@ def expect_gradient(item, input_name, value, numerical, tol, where="", hint="", 
         index = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.abs(got - numerical))), numerical.shape))
         raise Failure(_with_hint(
             f"{item}: the gradient for {input_name} is wrong at {_index_text(index) if index else 'its only entry'}"
-            f"{where}: your backward gives {got[index]:.4g}, the numerical gradient is {numerical[index]:.4g} "
+            f"{where}: your backward gives {got[index]:.4g}, {reference} is {numerical[index]:.4g} "
             f"(relative error {err:.1e}, must be < {tol:.0e}).", hint))
     return err

@@ -37,10 +37,9 @@ import nbformat
 
 from . import earlier_chapters
 from .nbgrader_plugins import REPORT_SUFFIX, SLOT_ENV
-from .notebooks import graded_items, nb_meta
+from .notebooks import SOLUTIONS, graded_items, nb_meta
 
 REPO = Path(__file__).resolve().parents[1]
-SOLUTIONS = REPO / "solutions"
 NOTEBOOKS = REPO / "notebooks"
 COURSE_ID = "dl-course"
 MAX_NOTEBOOK_BYTES = 20 * 2**20
@@ -486,7 +485,8 @@ class LearnerResult:
     score: float | None
     max_score: float
     items: dict           # item -> points scored (None if not graded)
-    status: str           # "graded", "problems", "grading problem" (answers not recorded), "error",
+    status: str           # "graded", "problems", "grading problem" (answers not recorded), "review" (source
+    #                       flagged by grader.review: an instructor decides), "error",
     #                       "no submission", "not graded"
     problems: list        # what went wrong with the submission or its run
     failures: list        # first line of each failed item's feedback
@@ -544,9 +544,14 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
                     items[item] = grade.score
             except MissingEntry:
                 pass
+            held = {}
             for item, verdict in verdicts.items():
-                if not verdict.get("passed"):
+                if verdict.get("review"):
+                    held[item] = verdict["review"]
+                elif not verdict.get("passed"):
                     failures.append((verdict.get("message") or item).splitlines()[0])
+            for item, lines in held.items():
+                problems.append(f"{item} held for review (scored 0 until reviewed): " + "; ".join(lines[:3]))
             unrecorded = [item for item, verdict in verdicts.items() if not verdict.get("recorded", True)]
             if unrecorded:
                 problems.insert(0, f"nothing was recorded for {len(unrecorded)} item(s) ({', '.join(unrecorded)}): "
@@ -560,7 +565,8 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
             elif score is None:
                 status = "no submission" if student not in submitted_students(root, chapter) else "not graded"
             else:
-                status = "grading problem" if unrecorded else "problems" if problems else "graded"
+                status = "grading problem" if unrecorded else "review" if held else "problems" if problems \
+                    else "graded"
             rows.append(LearnerResult(student, chapter, score, max_score, items, status, problems, failures))
     return rows
 

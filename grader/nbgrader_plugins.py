@@ -36,6 +36,7 @@ from .cases import Streams
 from .items import Verdict, chapter_items, judge
 from .notebooks import TEST_PREFIX, graded_items, nb_meta
 from .protocol import read_results, read_untrusted, write_cases
+from .review import course_notebook, definition_sources, review_message, review_notebook
 
 RUNNER = Path(__file__).with_name("notebook_runner.py")
 MAX_EXECUTED_NOTEBOOK_BYTES = 64 * 2**20
@@ -111,6 +112,9 @@ class SandboxedExecute(NbGraderPreprocessor):
             raise ValueError(f"hidden test cells name items the grader does not know: {unknown}")
         streams = Streams.from_seed()
         cases = {name: items[name].cases(streams) for name in wanted}
+        # The submitted source is read here, in the grader, before any of it runs (grader.review).
+        review = review_notebook(chapter, nb, course_notebook(chapter), list(wanted))
+        sources = definition_sources(nb)
 
         job = Path(tempfile.mkdtemp(prefix="course-job-", dir=self.scratch_root or None))
         try:
@@ -129,15 +133,16 @@ class SandboxedExecute(NbGraderPreprocessor):
                                          expose=learner_side_paths(),
                                          slot=int(os.environ.get(SLOT_ENV, "0")), mode=self.isolation or None)
             executed, status = self._read_back(job, nb, run)
-            results = {}
+            results, unreadable = {}, {}
             for name in wanted:
                 try:
                     results[name] = read_results(job / ".grading" / "results", name)
-                except Exception as exc:  # noqa: BLE001 - a damaged recording is that item's failure
+                except Exception as exc:  # noqa: BLE001 - a damaged recording is a grading problem for that item
                     self.log.warning("unreadable results for %s: %s", name, exc)
                     results[name] = None
-            resources["course"] = {"cases": cases, "results": results, "status": status,
-                                   "isolation": run.isolation.mode}
+                    unreadable[name] = str(exc)[:300]
+            resources["course"] = {"cases": cases, "results": results, "status": status, "review": review,
+                                   "sources": sources, "unreadable": unreadable, "isolation": run.isolation.mode}
             return executed, resources
         finally:
             if not self.keep_jobs:
@@ -208,6 +213,13 @@ def _not_recorded_reason(status, cell, index):
     return "The notebook stopped before this hidden test ran."
 
 
+def hold_for_review(verdict: Verdict, flags) -> Verdict:
+    """A flagged item scores 0 until the instructor has looked; the numbers' verdict is kept for them."""
+    numbers = "the hidden test's numbers were right" if verdict.passed else "the hidden test failed too"
+    return Verdict(verdict.item, False, f"{review_message(verdict.item, flags)}\n({numbers}: "
+                   f"{verdict.message.splitlines()[0]})", review=tuple(f.describe() for f in flags))
+
+
 class ApplyVerdicts(NbGraderPreprocessor):
     """Judge the recordings against trusted references; each hidden test cell shows its verdict."""
 
@@ -226,17 +238,24 @@ class ApplyVerdicts(NbGraderPreprocessor):
             if not (nb_meta(cell).get("grade") and grade_id.startswith(TEST_PREFIX)):
                 continue
             name = grade_id[len(TEST_PREFIX):]
-            verdict = judge(items[name], state["cases"][name], state["results"].get(name))
+            verdict = judge(items[name], state["cases"][name], state["results"].get(name),
+                            state.get("sources", {}).get(name, ""))
             recorded[name] = state["results"].get(name) is not None
-            if not recorded[name]:
+            if name in state.get("unreadable", {}):
+                verdict.message += (f" The recorded answers could not be read safely ({state['unreadable'][name]}): "
+                                    f"code in your notebook wrote or changed the grading files.")
+            elif not recorded[name]:
                 verdict.message += " " + _not_recorded_reason(state["status"], cell, index)
+            flags = state.get("review", {}).get(name)
+            if flags:
+                verdict = hold_for_review(verdict, flags)
             verdicts[name] = verdict
             cell.outputs = [verdict_output(verdict)]
         report = {"student": resources["nbgrader"]["student"], "assignment": chapter,
                   "notebook": resources["nbgrader"]["notebook"], "isolation": state["isolation"],
                   "run": state["status"],
-                  "items": {n: {"passed": v.passed, "message": v.message, "recorded": recorded[n]}
-                            for n, v in verdicts.items()}}
+                  "items": {n: {"passed": v.passed, "message": v.message, "recorded": recorded[n],
+                                "review": list(v.review)} for n, v in verdicts.items()}}
         resources["course"]["report"] = report
         if self.report_dir:
             path = Path(self.report_dir) / chapter / report["student"] / f"{report['notebook']}{REPORT_SUFFIX}"

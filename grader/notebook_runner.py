@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -328,10 +329,12 @@ def _parse_args(argv):
 class GradingFiles:
     """Keeps the hidden tests' files (``$COURSE_GRADING_DIR``) intact while learner code runs.
 
-    The cases are read once before the first cell and the recorded results after every cell;
-    a notebook that deletes or rewrites them (``rm -rf *`` in its working folder) gets them put
-    back, and the first cell after which that was needed is reported. This adds no trust:
-    the recordings were always learner-writable data that the grader judges by content.
+    The cases are read once before the first cell. An item's recorded results are taken right after
+    its own hidden test cell ran; from then on they are the item's results: a later cell that deletes
+    or changes them gets them put back, and a results file that appears outside its own hidden test
+    cell is removed. The first cell after which anything had to be put back or removed is reported.
+    This adds no trust (learner code could always write numbers; the grader judges them by content):
+    it keeps what each hidden test recorded from being replaced by what later code writes.
     """
 
     MAX_BYTES = 256 * 2**20
@@ -342,12 +345,14 @@ class GradingFiles:
         self.cases = self._read("cases")
         self.results: dict[str, bytes] = {}
 
-    def _read(self, sub) -> dict[str, bytes]:
+    def _read(self, sub, names=None) -> dict[str, bytes]:
         found, total = {}, 0
         folder = self.root / sub if self.root else None
         if folder is None or not folder.is_dir():
             return found
         for path in sorted(folder.iterdir()):
+            if names is not None and path.name not in names:
+                continue
             if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
                 total += path.stat().st_size
                 if total > self.MAX_BYTES:
@@ -375,15 +380,37 @@ class GradingFiles:
                     pass
         return damaged
 
-    def after_cell(self) -> bool:
-        """Put back what the cell removed; True if anything had to be."""
+    def _remove_strays(self) -> bool:
+        """Results files that no hidden test cell recorded (written by other code) are removed."""
+        folder = self.root / "results"
+        removed = False
+        for path in folder.iterdir() if folder.is_dir() else []:
+            if path.name not in self.results and not path.name.startswith("."):
+                removed = True
+                try:
+                    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+                except OSError:
+                    pass
+        return removed
+
+    def after_cell(self, item=None) -> bool:
+        """Take ``item``'s results if the cell was its hidden test; put back what the cell removed or
+        changed; True if anything had to be put back or removed."""
         if self.root is None:
             return False
+        if item is not None:
+            self.results.update(self._read("results", {f"{item}.json", f"{item}.npz"}))
         damaged = self._restore("cases", self.cases)
-        damaged |= self._restore("results", {n: d for n, d in self.results.items()
-                                             if not (self.root / "results" / n).exists()})
-        self.results.update(self._read("results"))
+        damaged |= self._restore("results", self.results)
+        damaged |= self._remove_strays()
         return damaged
+
+
+def _hidden_test_item(cell):
+    """The item whose hidden test ``cell`` is (nbgrader metadata grade_id "test_<item>"), else None."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    grade_id = str(meta.get("grade_id", ""))
+    return grade_id[len("test_"):] if meta.get("grade") and grade_id.startswith("test_") else None
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -483,7 +510,8 @@ def run(args) -> int:
                     died_at = index
                     break
                 executed += 1
-                if grading_files.after_cell() and status.data["workdir_damaged_at_cell"] is None:
+                if grading_files.after_cell(_hidden_test_item(cell)) and \
+                        status.data["workdir_damaged_at_cell"] is None:
                     status.data["workdir_damaged_at_cell"] = index
                 status.data.update(cells_executed=executed,
                                    timed_out_cells=list(client.timed_out_cells))

@@ -12,6 +12,12 @@ from pathlib import Path
 import nbformat
 
 TEST_PREFIX = "test_"
+SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"     # the instructor's source notebooks
+
+
+def chapter_notebook(chapter) -> Path:
+    """The source notebook of a chapter (solutions and hidden tests): the course's own cells."""
+    return SOLUTIONS / chapter / f"{chapter}.ipynb"
 
 
 def nb_meta(cell):

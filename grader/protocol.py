@@ -100,6 +100,12 @@ def module(class_name, args=(), kwargs=None, state=None, train=None):
             "state": dict(state or {}), "train": train}
 
 
+def learner(name):
+    """The learner's class or function ``name`` itself, as an argument (``function`` calls its forward and
+    backward directly)."""
+    return {"learner": name}
+
+
 def trusted(kind, **specs):
     """A trusted torch object built by ``course_harness.TRUSTED[kind]`` from specs: "sequential" (layers,
     state), "probe" (module, train), "loader" (x, y, batch_size), "sgd" (module, lr, momentum,
@@ -115,7 +121,7 @@ class Call:
     args: list = field(default_factory=list)
     kwargs: dict = field(default_factory=dict)
     save: str | tuple[str, ...] = "_"
-    builtin: bool = False      # len, list, value, getitem or grad (course_harness.BUILTINS)
+    builtin: bool = False      # len, list, value, getitem, grad or function (course_harness.BUILTINS)
     on_ref: bool = False       # call an earlier result: "model" (forward), "model.state_dict"
     record_errors: bool = False  # a learner error becomes the value of the outputs (a Raised), for check()
     label: str = ""            # the name messages use for this step ("AffineFunction" for ".apply")
@@ -165,14 +171,16 @@ class Other:
 @dataclass(frozen=True)
 class TensorValue:
     """A torch tensor the learner returned: its values as a float64 (or int64/bool) CPU array, and
-    the dtype ("float32"), device ("cuda:0") and requires_grad it had, and the class name of its grad_fn
-    ("AffineFunctionBackward" for the output of a custom autograd.Function, "" for a leaf)."""
+    the dtype ("float32"), device ("cuda:0") and requires_grad the recorder saw.
+
+    The values are judged against references. dtype, device and requires_grad are the kernel's
+    testimony: a check may fail an item on them (an honest float32 result), never pass one.
+    """
 
     array: np.ndarray
     dtype: str
     device: str
     requires_grad: bool
-    grad_fn: str = ""
 
     @property
     def shape(self):
@@ -241,7 +249,7 @@ def _decode(desc, arrays):
         if key not in arrays or arrays[key].dtype.kind not in "biuf":
             return Other("unreadable tensor")
         return TensorValue(arrays[key], str(desc.get("dtype", "?"))[:40], str(desc.get("device", "?"))[:40],
-                           bool(desc.get("requires_grad")), str(desc.get("grad_fn", ""))[:100])
+                           bool(desc.get("requires_grad")))
     if kind == "raised":
         return Raised(*(str(desc.get(k, ""))[:limit] for k, limit in
                         (("function", 200), ("type", 100), ("message", 600), ("where", 400))))
@@ -287,20 +295,69 @@ def read_untrusted(path: Path, limit: int) -> bytes | None:
     return data
 
 
-def read_results(folder: Path, item):
-    """Results the kernel recorded for ``item``, or None if it recorded none."""
-    import io
+def load_arrays(raw: bytes, limit: int = MAX_RESULT_NPZ_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` written by ``np.savez`` (untrusted bytes), within ``limit`` bytes in memory.
 
+    Every bound is checked before anything is allocated: entries must be stored uncompressed (so the
+    arrays take no more memory than the file), each ``.npy`` header must describe a numeric array whose
+    size fits in what its entry holds, and the total stays under ``limit``. Anything else is refused
+    with ValueError (never a pickle, never a decompression).
+    """
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    if len(raw) > limit:
+        raise ValueError(f"the recorded arrays are larger than {limit} bytes")
+    arrays, total = {}, 0
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{info.filename}: compressed entries are not accepted")
+            if not info.filename.endswith(".npy") or info.file_size > limit:
+                raise ValueError(f"{info.filename}: not an array entry of a plausible size")
+            with archive.open(info) as f:
+                version = npy.read_magic(f)
+                reader = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                shape, fortran, dtype = reader(f, max_header_size=10_000)
+                if dtype.hasobject or dtype.kind not in "biuf":
+                    raise ValueError(f"{info.filename}: dtype {dtype} is not numeric")
+                count = 1
+                for n in shape:
+                    count *= int(n)
+                nbytes = count * dtype.itemsize
+                total += nbytes
+                if nbytes > info.file_size or total > limit:
+                    raise ValueError(f"{info.filename}: its header claims more data than it holds")
+                data = f.read(nbytes)
+            if len(data) != nbytes:
+                raise ValueError(f"{info.filename}: truncated")
+            array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+            arrays[info.filename[:-len(".npy")]] = array.copy()
+    return arrays
+
+
+def read_results(folder: Path, item):
+    """Results the kernel recorded for ``item``, or None if it recorded none.
+
+    Raises ValueError for a recording that cannot be read safely (too large, compressed, malformed).
+    """
     raw_json = read_untrusted(folder / f"{item}.json", MAX_RESULT_JSON_BYTES)
     raw_npz = read_untrusted(folder / f"{item}.npz", MAX_RESULT_NPZ_BYTES)
     if raw_json is None or raw_npz is None:
         return None
-    doc = json.loads(raw_json)
-    with np.load(io.BytesIO(raw_npz), allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    if doc.get("item") != item:
+    try:
+        doc = json.loads(raw_json)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"the recorded results are not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("item") != item:
         raise ValueError("the recorded results belong to another item")
-    return decode_results(doc, arrays)
+    arrays = load_arrays(raw_npz)
+    try:
+        return decode_results(doc, arrays)
+    except RecursionError:
+        raise ValueError("the recorded results are nested too deeply") from None
 
 
 def run_in_process(item, cases, namespace):
@@ -309,6 +366,10 @@ def run_in_process(item, cases, namespace):
     Used by the project's tests (wrong and alternative implementations) and by
     ``course check``; autograding goes through the sandboxed kernel instead.
     """
+    import io
+
     doc, arrays = cases_document(item, cases)
     out_doc, out_arrays = course_harness.run_cases(doc, arrays, namespace)
-    return decode_results(json.loads(json.dumps(out_doc)), out_arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **out_arrays)
+    return decode_results(json.loads(json.dumps(out_doc)), load_arrays(buffer.getvalue()))

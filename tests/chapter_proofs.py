@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import warnings
 
+import nbformat
 import pytest
 
 from grader.items import chapter_items, grade_in_process
 from grader.notebooks import solution_namespace
+from grader.review import course_notebook, review_notebook, review_object
 
 from conftest import solution_notebook
 
@@ -86,6 +88,19 @@ def chapter_proofs(chapter, wrong, alternatives):
         for seed in SEEDS[:3]:
             failed = {name: v.message for name, v in grade_all(namespace, seed).items() if not v.passed}
             assert not failed, f"{label}, seed {seed}: {failed}"
+
+    def test_worked_solutions_and_alternatives_are_not_held_for_review():
+        """grader.review reads submitted sources for delegation and tampering: honest code is never flagged."""
+        nb = nbformat.read(str(solution_notebook(chapter)), as_version=4)
+        flags = review_notebook(chapter, nb, course_notebook(chapter), list(items))
+        assert not flags, {item: [f.describe() for f in found] for item, found in flags.items()}
+        for label, implementations in alternatives.items():
+            for item, implementation in implementations.items():
+                try:
+                    found = review_object(chapter, implementation, [item])
+                except (OSError, TypeError):
+                    continue                      # made at run time (a partial, a rebound clone): no source
+                assert not found, f"{label}: {[f.describe() for f in found.get(item, [])]}"
 
     return {name: value for name, value in locals().items() if name.startswith("test_")} | {
         "solution": solution, "grade_all": grade_all}

@@ -314,8 +314,17 @@ def test_reparameterize_false_alarm_bounds_hold_as_stated():
     assert 2 * math.exp(-n * t ** 2 / 2) <= items.FALSE_ALARM * (1 + 1e-9)
     low, high = items.variance_bounds(n)
     assert 0.85 < low < 1 < high < 1.15
-    checks_per_run = 2 * 6 * 2                      # mean and variance, up to 6 columns, 2 cases
-    assert checks_per_run * items.FALSE_ALARM < 3e-9
+    assert 2 * math.exp(-2 * n * items.cdf_tolerance(n) ** 2) <= items.FALSE_ALARM * (1 + 1e-9)
+    m = n // 2
+    assert 2 * math.exp(-2 * m * items.sign_tolerance(m) ** 2) <= items.FALSE_ALARM * (1 + 1e-9)
+    tests_per_run = (6 * 5 + 5) * 2                 # mean, 2 variance tails, DKW, row signs per column; column pairs
+    assert tests_per_run * items.FALSE_ALARM < 1e-10
+    # the DKW band rejects the classic wrong noises outright
+    grid = np.linspace(-4, 4, 20001)
+    phi = 0.5 * (1 + np.vectorize(math.erf)(grid / math.sqrt(2)))
+    uniform = np.clip((grid + math.sqrt(3)) / (2 * math.sqrt(3)), 0, 1)
+    assert np.max(np.abs(uniform - phi)) > 1.3 * items.cdf_tolerance(n)
+    assert 0.5 * (1 + math.erf(-1 / math.sqrt(2))) > 3 * items.cdf_tolerance(n)      # +-1 noise: F jumps at -1
     # the two classic mistakes change the variance of (z - mu) / std by a factor of at least 1.8 in every band,
     # far outside the variance bounds
     for lo, hi in items.LOGVAR_BANDS:

@@ -15,7 +15,7 @@ from torch import nn
 
 from grader import checks, earlier_chapters
 from grader.checks import Failure
-from grader.protocol import (Call, Case, Other, Raised, TensorValue, arr, list_of, lit, module, ref,
+from grader.protocol import (Call, Case, Other, Raised, TensorValue, arr, learner, list_of, lit, module, ref,
                              run_in_process, tensor, trusted)
 
 pytestmark = pytest.mark.grader
@@ -245,11 +245,45 @@ def test_chapter_07_answers_can_be_given_to_a_later_chapter_and_run(tmp_path):
     assert out.shape == (1, 2, 4, 4)
 
 
-def test_a_tensor_records_the_class_of_its_grad_fn():
+class AutogradInBackward(Affine):
+    """A backward that hands its work to autograd: it has no graph to work on when called directly."""
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, w = ctx.saved_tensors
+        return torch.autograd.grad(x @ w, (x, w), dout) + (dout.sum(0),)
+
+
+def _direct_case(rng):
+    a = {"x": rng.normal(size=(3, 4)), "w": rng.normal(size=(4, 2)), "b": rng.normal(size=2),
+         "dout": rng.normal(size=(3, 2))}
+    steps = [Call("function", [learner("F"), list_of(tensor("x"), tensor("w"), tensor("b")), list_of(), arr("dout")],
+                  builtin=True, save=("out", "grads"), record_errors=True)]
+    return steps, a
+
+
+def test_a_function_is_judged_by_calling_forward_and_backward_directly():
     rng = np.random.default_rng(3)
-    steps, a = _affine_case(rng)
-    result = _run(steps[:1], a, ("out", "x"), {"Affine": Affine})
-    assert result.outputs["out"].grad_fn == "AffineBackward" and result.outputs["x"].grad_fn == ""
+    steps, a = _direct_case(rng)
+    result = _run(steps, a, ("out", "grads"), {"F": Affine})
+    out, (dx, dw, db) = result.outputs["out"], result.outputs["grads"]
+    assert np.allclose(out.array, a["x"] @ a["w"] + a["b"])
+    assert np.allclose(dx.array, a["dout"] @ a["w"].T) and np.allclose(dw.array, a["x"].T @ a["dout"])
+    assert np.allclose(db.array, a["dout"].sum(0))
+    assert not out.requires_grad, "grad mode is off during the direct call"
+
+
+def test_a_backward_that_needs_autograd_has_no_graph_when_called_directly():
+    steps, a = _direct_case(np.random.default_rng(4))
+    result = _run(steps, a, ("out", "grads"), {"F": AutogradInBackward})
+    assert isinstance(result.outputs["grads"], Raised), result.outputs["grads"]
+    assert "does not require grad" in result.outputs["grads"].message
+
+
+def test_recorded_tensors_carry_no_testimony_about_their_grad_fn():
+    steps, a = _affine_case(np.random.default_rng(3))
+    result = _run(steps[:1], a, ("out",), {"Affine": Affine})
+    assert not hasattr(result.outputs["out"], "grad_fn")
 
 
 def test_tensors_that_cannot_be_read_or_are_too_large_are_described_not_recorded(monkeypatch):

@@ -63,6 +63,11 @@ class Item:
         """Raise ``Failure`` with a learner-facing message if ``outputs`` are wrong."""
         raise NotImplementedError
 
+    def source_problem(self, source: str) -> str | None:
+        """A learner-facing message when a fact of the contract that only the code shows is missing from
+        ``source`` (the submitted definition, read by the grader itself), else None."""
+        return None
+
     def prerequisite_fault(self, case: Case, outputs: dict) -> tuple[str, str] | None:
         """(function, what it did wrong) when an earlier call of ``case`` gave a wrong result, else None.
 
@@ -118,6 +123,7 @@ class Verdict:
     item: str
     passed: bool
     message: str
+    review: tuple = ()        # lines of the submitted source that hold this item for review (grader.review)
 
 
 def _error_message(item, error):
@@ -197,8 +203,9 @@ def _blame(item, case, result, probes):
     return _probe_fault(item, probes)
 
 
-def judge(item: Item, cases: list[Case], results: list[Result] | None) -> Verdict:
-    """The verdict for one item from the recorded results of its cases (see ``Item`` for who is charged)."""
+def judge(item: Item, cases: list[Case], results: list[Result] | None, source: str | None = None) -> Verdict:
+    """The verdict for one item from the recorded results of its cases (see ``Item`` for who is charged),
+    and, where an item needs it, from ``source``: the submitted definition as the grader read it."""
     if results is None:
         return Verdict(item.name, False,
                        f"{item.name}: no answers were recorded for this hidden test.")
@@ -231,6 +238,10 @@ def judge(item: Item, cases: list[Case], results: list[Result] | None) -> Verdic
                     f"{m.get('function')}'s points, not these)")
             if note not in notes:
                 notes.append(note)
+    if source is not None:
+        problem = item.source_problem(source)
+        if problem is not None:
+            return Verdict(item.name, False, problem)
     message = f"{item.name}: correct on {len(own)} fresh random test cases."
     if notes:
         message += " Note: " + "; ".join(notes) + "."
@@ -238,10 +249,18 @@ def judge(item: Item, cases: list[Case], results: list[Result] | None) -> Verdic
 
 
 def grade_in_process(name, namespace, chapter=None, seed=None) -> Verdict:
-    """Grade ``namespace[name]`` here and now (the project's tests use this)."""
+    """Grade ``namespace[name]`` here and now (the project's tests use this); its source, where Python
+    can find it, is read as the autograder reads the submitted definition."""
+    import inspect
+    import textwrap
+
     item = find_item(name, chapter)
     cases = item.cases(Streams.from_seed(seed))
-    return judge(item, cases, run_in_process(item.name, cases, namespace))
+    try:
+        source = textwrap.dedent(inspect.getsource(namespace[name]))
+    except (KeyError, TypeError, OSError):
+        source = None
+    return judge(item, cases, run_in_process(item.name, cases, namespace), source)
 
 
 def known_mistake(got, mistakes, tol=1e-9):

@@ -21,7 +21,8 @@ from ..cases import away_from_kinks, small_dims
 from ..checks import (Failure, describe, expect_close, expect_gradient, expect_scalar, expect_tensor, fail_if_raised,
                       shape_phrase)
 from ..numerics import numerical_gradient_array
-from ..protocol import Call, Case, Raised, TensorValue, arr, dict_of, list_of, lit, module, ref, tensor, trusted
+from ..protocol import (Call, Case, Raised, TensorValue, arr, dict_of, learner, list_of, lit, module, ref, tensor,
+                        trusted)
 from ..references import ch07_pytorch as R
 from . import Item, register
 
@@ -33,61 +34,132 @@ FLOAT32 = 1e-6          # a float32 image against the float32 reference
 
 
 class FunctionItem(Item):
-    """``name.apply(*tensors, *settings)``: the output, then every tensor input's gradient through ``backward``."""
+    """A hand-written ``autograd.Function``, judged twice on every case, both times by its numbers:
+
+    1. ``forward`` and ``backward`` called directly as functions (``course_harness._call_function``): a
+       context the harness makes, grad mode off, inputs that do not require grad, and an upstream
+       gradient the grader chose. What ``backward`` returns is the learner's formula and nothing else
+       (no autograd graph, hook or engine in between), compared with centered differences of the
+       reference forward in float64;
+    2. ``name.apply`` with inputs that require grad, then ``torch.autograd.grad``: the same numbers must
+       come back, which shows the class is wired as an ``autograd.Function`` (forward's arguments and
+       backward's return values line up, ``None`` for settings).
+    """
 
     input_names: tuple = ()       # tensor inputs, in the order of forward's arguments
+    setting_names: tuple = ()
     hints: dict = {}
+    kink = None                   # the input value where the function has a kink (ReLU: 0.0)
 
     def make_case(self, s, index) -> tuple[dict, list]:
         """(arrays of the tensor inputs, literal settings passed after them)."""
         raise NotImplementedError
 
+    def n_cases(self):
+        return 3
+
     def reference(self, *inputs):
+        raise NotImplementedError
+
+    def contract_gradients(self, arrays, settings, dout) -> dict:
+        """{input: gradient} the contract defines where a centered difference cannot (at a kink)."""
         raise NotImplementedError
 
     def cases(self, s):
         cases = []
-        for index in range(3):
+        for index in range(self.n_cases()):
             arrays, settings = self.make_case(s, index)
             out_shape = self.reference(*[arrays[n] for n in self.input_names], *settings).shape
             arrays["dout"] = s.upstream.normal(size=out_shape)
+            at_kink = self.kink is not None and bool(np.any(arrays[self.input_names[0]] == self.kink))
+            direct = Call("function", [learner(self.name), list_of(*[tensor(n, keep=f"{n}_direct")
+                                                                      for n in self.input_names]),
+                                       list_of(*[lit(v) for v in settings]), arr("dout")],
+                          builtin=True, save=("direct_out", "direct_grads"), label=self.name, record_errors=True)
             args = [tensor(n, requires_grad=True) for n in self.input_names] + [lit(v) for v in settings]
-            steps = [Call(f"{self.name}.apply", args, save="out", label=self.name, record_errors=True),
+            steps = [direct,
+                     Call(f"{self.name}.apply", args, save="out", label=self.name, record_errors=True),
                      Call("grad", [ref("out"), arr("dout"), list_of(*[ref(n) for n in self.input_names])],
                           builtin=True, save=tuple(f"d{n}" for n in self.input_names), label=f"{self.name}.backward",
                           record_errors=True)]
             label = shape_phrase(**{n: arrays[n] for n in self.input_names})
             if settings:
                 label += " with " + ", ".join(f"{k} = {v}" for k, v in zip(self.setting_names, settings))
-            cases.append(Case(steps=steps, arrays=arrays, returns=("out",) + tuple(f"d{n}" for n in self.input_names),
-                              context={"settings": settings}, label=label))
+            if at_kink:
+                label += f" (some entries of {self.input_names[0]} exactly {self.kink:g})"
+            returns = ("direct_out", "direct_grads", "out") + tuple(f"d{n}" for n in self.input_names)
+            cases.append(Case(steps=steps, arrays=arrays, returns=returns,
+                              context={"settings": settings, "at_kink": at_kink}, label=label))
         return cases
 
-    setting_names: tuple = ()
+    def _expected_gradients(self, case):
+        inputs = {n: case.arrays[n] for n in self.input_names}
+        settings, dout = case.context["settings"], case.arrays["dout"]
+        if case.context["at_kink"]:
+            return self.contract_gradients(inputs, settings, dout), "the gradient the contract defines"
+        expected = {}
+        for name in self.input_names:
+            def f(v, name=name):
+                return self.reference(*dict(inputs, **{name: v}).values(), *settings)
+            expected[name] = numerical_gradient_array(f, inputs[name], dout)
+        return expected, "the numerical gradient"
+
+    def _raised_hint(self, value):
+        """The hint for an error raised by the direct call: by where and what it was."""
+        if not isinstance(value, Raised):
+            return self.hints["forward"]
+        text = f"{value.type} {value.message}"
+        if value.type == "AttributeError" and ("forward" in text or "backward" in text):
+            return FUNCTION_HINT.format(name=self.name)
+        if "dtype" in text and "float" in text.lower():
+            return DTYPE_HINT
+        return self.hints["backward"] if value.where.startswith("in backward") else self.hints["forward"]
 
     def check(self, case, out):
         inputs = {n: case.arrays[n] for n in self.input_names}
         settings = case.context["settings"]
         expected = self.reference(*inputs.values(), *settings)
-        got = expect_tensor(self.name, "the output of forward", out["out"], expected.shape, case.label,
+        gradients, source = self._expected_gradients(case)
+        where = f"{case.label}, calling {self.name}.forward and .backward directly"
+        fail_if_raised(self.name, out["direct_out"], self._raised_hint(out["direct_out"]))
+        got = expect_tensor(self.name, "the output of forward", out["direct_out"], expected.shape, where,
                             self.hints["forward"])
-        made_by = out["out"].grad_fn       # a custom Function's node is "<Class>Backward"; torch's own end in a digit
-        if not made_by.endswith("Backward"):
-            raise Failure(f"{self.name}: the output was not made by {self.name}.apply{case.label}: its grad_fn is "
-                          f"{made_by or 'None'}, so autograd would differentiate the operations instead of your "
-                          f"backward.\nHint: {FUNCTION_HINT.format(name=self.name)}")
-        expect_close(self.name, "the output of forward", got, expected, FORWARD, case.label, self.hints["forward"])
+        expect_close(self.name, "the output of forward", got, expected, FORWARD, where, self.hints["forward"])
+        grads = out["direct_grads"]
+        n_args = len(self.input_names) + len(settings)
+        if not isinstance(grads, (tuple, list)) or len(grads) != n_args:
+            count = f"{len(grads)} values" if isinstance(grads, (tuple, list)) else describe(grads)
+            raise Failure(f"{self.name}: backward returned {count}{where}; forward takes {n_args} arguments after "
+                          f"ctx ({', '.join(self.input_names + self.setting_names)}).\nHint: {ORDER_HINT}.")
+        for position, name in enumerate(self.setting_names, start=len(self.input_names)):
+            if grads[position] is not None:
+                raise Failure(f"{self.name}: backward returned {describe(grads[position])} for {name}{where}; "
+                              f"{name} is not a tensor, so its gradient must be None.\nHint: {ORDER_HINT}.")
+        shapes = [tuple(g.shape) if isinstance(g, TensorValue) else None for g in grads[:len(self.input_names)]]
+        wanted = [tuple(np.shape(inputs[n])) for n in self.input_names]
+        if shapes != wanted and sorted(map(str, shapes)) == sorted(map(str, wanted)):
+            raise Failure(f"{self.name}: backward returned gradients shaped {', '.join(map(str, shapes))} for "
+                          f"inputs shaped {', '.join(map(str, wanted))}{where}: they are not in the same order as "
+                          f"forward's arguments.\nHint: {ORDER_HINT}.")
+        for position, name in enumerate(self.input_names):
+            expect_gradient(self.name, name, grads[position], gradients[name], SMOOTH, where,
+                            self.hints[f"d{name}"], reference=source)
+        # The same numbers through .apply and autograd: the class is wired as an autograd.Function.
+        where = f"{case.label}, through {self.name}.apply and autograd"
+        fail_if_raised(self.name, out["out"], FUNCTION_HINT.format(name=self.name))
+        got = expect_tensor(self.name, "the output of apply", out["out"], expected.shape, where,
+                            FUNCTION_HINT.format(name=self.name))
+        expect_close(self.name, "the output of apply", got, expected, FORWARD, where, FUNCTION_HINT.format(name=self.name))
         for name in self.input_names:
-            def f(v, name=name):
-                return self.reference(*dict(inputs, **{name: v}).values(), *settings)
-            numerical = numerical_gradient_array(f, inputs[name], case.arrays["dout"])
             value = out[f"d{name}"]
-            hint = self.hints["backward"] if isinstance(value, Raised) else self.hints[f"d{name}"]
-            expect_gradient(self.name, name, value, numerical, SMOOTH, case.label, hint)
+            hint = self.hints["backward"] if isinstance(value, Raised) else FUNCTION_HINT.format(name=self.name)
+            expect_gradient(self.name, name, value, gradients[name], SMOOTH, where, hint, reference=source)
 
 
-FUNCTION_HINT = ("define class {name}(torch.autograd.Function) with @staticmethod forward(ctx, ...) and "
-                 "@staticmethod backward(ctx, dout); the tests call {name}.apply(...).")
+FUNCTION_HINT = ("{name} must subclass torch.autograd.Function, with @staticmethod forward(ctx, ...) and "
+                 "@staticmethod backward(ctx, dout): autograd calls your backward when {name}.apply(...) is used.")
+DTYPE_HINT = ("a cast to float32 is the usual cause (.float(), .type(torch.FloatTensor), torch.Tensor(...), "
+              "torch.from_numpy of a float32 array): keep the inputs' dtype, float64 here.")
 ORDER_HINT = ("backward(ctx, dout) returns one gradient per argument of forward, in the same order, each shaped "
               "like its argument")
 
@@ -96,19 +168,26 @@ ORDER_HINT = ("backward(ctx, dout) returns one gradient per argument of forward,
 class AffineFunction(FunctionItem):
     name = "AffineFunction"
     input_names = ("x", "w", "b")
-    hints = {"forward": "out = x.reshape(x.shape[0], -1) @ w + b; keep x and w with ctx.save_for_backward(x, w).",
-             "backward": f"{ORDER_HINT}: return dx, dw, db. Read what forward saved with x, w = ctx.saved_tensors.",
-             "dx": "dx = (dout @ w.T).reshape(x.shape).",
-             "dw": "dw = x_flat.T @ dout, with x_flat = x.reshape(N, -1): (D, N) @ (N, M) gives (D, M).",
-             "db": "db = dout.sum(dim=0): one entry per output unit, summed over the batch."}
+    hints = {"forward": "out has one row per example: flatten each example of x to a row first; keep what backward "
+                        "needs with ctx.save_for_backward.",
+             "backward": f"{ORDER_HINT}: dx, dw, db. Read back what forward saved from ctx.saved_tensors.",
+             "dx": "dx has x's original shape (N, d1, ..., dk): compute it for the flattened x, then reshape.",
+             "dw": "dw has w's shape (D, M): it pairs every input feature with every output's upstream gradient, "
+                   "summed over the batch.",
+             "db": "db has b's shape (M,): the bias was added to every row of the batch, so its gradient sums "
+                   "over the batch axis."}
 
     def reference(self, x, w, b):
         return R.affine_forward(x, w, b)
 
+    def n_cases(self):
+        return 4
+
     def make_case(self, s, index):
-        # N, D, M all different, so that gradients in the wrong order cannot have the right shapes.
-        N, M = [(4, 3), (3, 5), (6, 2)][index]
-        dims = [(7,), (2, 3), (2, 2, 2)][index]
+        # N, D, M all different, so that gradients in the wrong order cannot have the right shapes;
+        # case 3 is the degenerate one: one example, one output unit.
+        N, M = [(4, 3), (3, 5), (6, 2), (1, 1)][index]
+        dims = [(7,), (2, 3), (2, 2, 2), (3,)][index]
         D = int(np.prod(dims))
         x = s.inputs.normal(size=(N, *dims))
         return {"x": x, "w": s.inputs.normal(size=(D, M)), "b": s.inputs.normal(size=M)}, []
@@ -118,16 +197,28 @@ class AffineFunction(FunctionItem):
 class ReLUFunction(FunctionItem):
     name = "ReLUFunction"
     input_names = ("x",)
-    hints = {"forward": "out = x.clamp(min=0) (a new tensor: x itself stays unchanged); save x for backward.",
-             "backward": f"{ORDER_HINT}: here just dx. Read x back with (x,) = ctx.saved_tensors.",
-             "dx": "dx = dout * (x > 0): the gradient passes where the input was positive and is 0 elsewhere."}
+    kink = 0.0
+    hints = {"forward": "a new tensor with the negative entries replaced by 0 (x itself stays unchanged); save what "
+                        "backward needs.",
+             "backward": f"{ORDER_HINT}: here just dx. Read back what forward saved from ctx.saved_tensors.",
+             "dx": "the gradient passes where the input was strictly positive and is 0 elsewhere, including where "
+                   "x is exactly 0 (the convention torch uses)."}
 
     def reference(self, x):
         return R.relu_forward(x)
 
+    def contract_gradients(self, arrays, settings, dout):
+        return {"x": dout * (arrays["x"] > 0)}
+
+    def n_cases(self):
+        return 4
+
     def make_case(self, s, index):
-        shape = [small_dims(s.inputs, (3, 6), (2, 5)), small_dims(s.inputs, (2, 3), (2, 3), (2, 4)), (7,)][index]
-        return {"x": away_from_kinks(s.inputs, shape, kinks=(0.0,), margin=1e-2)}, []
+        shape = [small_dims(s.inputs, (3, 6), (2, 5)), small_dims(s.inputs, (2, 3), (2, 3), (2, 4)), (7,), (1, 5)][index]
+        x = away_from_kinks(s.inputs, shape, kinks=(0.0,), margin=1e-2)
+        if index == 3:           # entries exactly at the kink: dx there is 0 by the contract
+            x.reshape(-1)[s.inputs.choice(x.size, size=2, replace=False)] = 0.0
+        return {"x": x}, []
 
 
 @register(CHAPTER)
@@ -135,22 +226,27 @@ class Conv2dFunction(FunctionItem):
     name = "Conv2dFunction"
     input_names = ("x", "w", "b")
     setting_names = ("stride", "pad")
-    hints = {"forward": "run conv_forward_im2col on x.detach().numpy() (and w, b), keep its NumPy cache on ctx "
-                        "(ctx.cache = cache: save_for_backward is for tensors only), return torch.from_numpy(out).",
-             "backward": f"{ORDER_HINT}: dx, dw, db from conv_backward_im2col as tensors, then None for stride "
-                         "and None for pad (they are not tensors, so they get no gradient).",
-             "dx": "dx, dw, db = conv_backward_im2col(dout.numpy(), ctx.cache); return torch.from_numpy(dx) first.",
-             "dw": "dw is the second value of conv_backward_im2col, shaped like w (F, C, HH, WW).",
-             "db": "db is the third value of conv_backward_im2col, shaped like b (F,)."}
+    hints = {"forward": "run your chapter 06 im2col convolution on the inputs as NumPy arrays, keep its cache on ctx "
+                        "(save_for_backward is for tensors only), and return the output as a tensor.",
+             "backward": f"{ORDER_HINT}: dx, dw, db as tensors, then one None for each of stride and pad (they "
+                         "are not tensors, so they get no gradient).",
+             "dx": "dx comes from your chapter 06 im2col backward, as a tensor shaped like x, first of the values.",
+             "dw": "dw is shaped like w (F, C, HH, WW), second of the values backward returns.",
+             "db": "db is shaped like b (F,), third of the values backward returns."}
 
     def reference(self, x, w, b, stride, pad):
         return R.conv2d_forward(x, w, b, stride, pad)
 
+    def n_cases(self):
+        return 4
+
     def make_case(self, s, index):
         N, C, F = small_dims(s.inputs, (1, 2), (1, 3), (2, 3))
         H, W = small_dims(s.inputs, (4, 6), (4, 6))
-        HH, WW = [(3, 3), (2, 3), (3, 2)][index]
-        stride, pad = [(1, 1), (2, 0), (1, 0)][index]
+        HH, WW = [(3, 3), (2, 3), (3, 2), (1, 1)][index]
+        stride, pad = [(1, 1), (2, 0), (1, 0), (1, 0)][index]
+        if index == 3:           # one image, one channel, one filter, a 1x1 kernel
+            N, C, F = 1, 1, 1
         arrays = {"x": s.inputs.normal(size=(N, C, H, W)), "w": s.inputs.normal(size=(F, C, HH, WW)),
                   "b": s.inputs.normal(size=F)}
         return arrays, [stride, pad]
@@ -379,18 +475,29 @@ class Evaluate(Item):
             D, H, C = small_dims(s.inputs, (4, 7), (5, 8), (3, 6))
             batch_size = int(s.inputs.integers(4, 7))
             N = batch_size * int(s.inputs.integers(2, 4)) + int(s.inputs.integers(2, batch_size))  # a short last batch (>= 2: batch norm)
-            layers, state = _mlp(s, D, H, C, running_stats=True)
-            X = s.inputs.normal(size=(N, D))
-            predicted = R.predictions(layers, state, X)
-            right = s.inputs.random(N) < s.inputs.uniform(0.4, 0.8)          # labels partly agree with the model
+            for _ in range(50):      # a model whose eval-mode and training-mode predictions differ somewhere
+                layers, state = _mlp(s, D, H, C, running_stats=True)
+                X = s.inputs.normal(size=(N, D))
+                predicted = R.predictions(layers, state, X)
+                in_training = R.predictions_in_training_mode(layers, state, X, batch_size)
+                differ = predicted != in_training
+                if differ.any():
+                    break
+            else:
+                raise RuntimeError("evaluate: no model found whose modes differ (a grader bug)")
+            # Labels partly agree with the model; where the two modes disagree they follow eval mode, so that
+            # a missing model.eval() shows in the accuracy itself.
+            right = s.inputs.random(N) < s.inputs.uniform(0.4, 0.8)
             y = np.where(right, predicted, (predicted + s.inputs.integers(1, C, size=N)) % C)
+            y[differ] = predicted[differ]
             steps = _setup_steps(layers, state, train=True, batch_size=batch_size)
             steps += [Call(self.name, [ref("model"), ref("loader"), ref("device")], save="accuracy",
                            record_errors=True),
                       Call("model.records", on_ref=True, save="records")]
             arrays = {"X": X, "y": y, **{f"state:{k}": v for k, v in state.items()}}
             cases.append(Case(steps=steps, arrays=arrays, returns=("accuracy", "records"),
-                              context={"expected": float(np.mean(predicted == y))},
+                              context={"expected": float(np.mean(predicted == y)),
+                                       "in_training_mode": float(np.mean(in_training == y))},
                               label=f" on {N} examples in batches of {batch_size} (a model with batch norm, "
                                     f"handed over in training mode)"))
         return cases
@@ -398,8 +505,45 @@ class Evaluate(Item):
     def check(self, case, out):
         fail_if_raised(self.name, out["accuracy"], self.hints["loop"])
         accuracy = expect_scalar(self.name, "the accuracy", out["accuracy"], case.label, self.hints["accuracy"])
-        _check_records(self.name, out["records"], False, False, case.label, self.hints)
         expected = case.context["expected"]
+        if abs(accuracy - case.context["in_training_mode"]) <= 1e-12:
+            raise Failure(f"{self.name}: the accuracy is {accuracy:.6g}, what the model gives in training mode "
+                          f"(eval mode gives {expected:.6g}){case.label}.\nHint: {self.hints['eval']}")
         if not abs(accuracy - expected) <= 1e-12:
             raise Failure(f"{self.name}: the accuracy is {accuracy:.6g}, expected {expected:.6g}{case.label}.\n"
                           f"Hint: {self.hints['accuracy']}")
+        # A second layer: what the probe saw in the kernel can fail the item, never pass it.
+        _check_records(self.name, out["records"], False, False, case.label, self.hints)
+
+    def source_problem(self, source):
+        """Whether evaluate's loop runs without a graph is a fact of the code, read from the source."""
+        if not runs_without_grad(source, self.name):
+            return (f"{self.name}: your evaluate does not run its forward passes under torch.no_grad() "
+                    f"(read from your code).\nHint: {self.hints['no_grad']}")
+        return None
+
+
+def runs_without_grad(source, name):
+    """True when the definition of ``name`` in ``source`` (or its only function) has a ``with torch.no_grad()``
+    (or inference_mode) block, or such a decorator."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    guards = ("no_grad", "inference_mode")
+
+    def is_guard(node):
+        node = node.func if isinstance(node, ast.Call) else node
+        return (isinstance(node, ast.Attribute) and node.attr in guards) or \
+            (isinstance(node, ast.Name) and node.id in guards)
+
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    chosen = [d for d in defs if d.name == name] or defs[:1]
+    if not chosen:
+        return False
+    node = chosen[-1]
+    if any(is_guard(d) for d in node.decorator_list):
+        return True
+    return any(isinstance(n, ast.With) and any(is_guard(i.context_expr) for i in n.items) for n in ast.walk(node))

@@ -153,8 +153,8 @@ class RnnBackward(BackwardItem):
 
 # --- LSTM -------------------------------------------------------------------------------------
 
-def _lstm_inputs(s):
-    N, D, H = _distinct_dims(s, (2, 4), (2, 5), (3, 5))
+def _lstm_inputs(s, degenerate=False):
+    N, D, H = (1, 1, 1) if degenerate else _distinct_dims(s, (2, 4), (2, 5), (3, 5))
     arrays = dict(x=s.inputs.normal(size=(N, D)), prev_h=s.inputs.uniform(-0.9, 0.9, size=(N, H)),
                   prev_c=s.inputs.normal(0.0, 1.0, size=(N, H)), **_recurrent_weights(s, D, H, gates=4))
     return arrays, shape_phrase(x=arrays["x"], prev_h=arrays["prev_h"], Wx=arrays["Wx"])
@@ -177,8 +177,8 @@ class LstmStepForward(Item):
 
     def cases(self, s):
         cases = []
-        for _ in range(3):
-            arrays, label = _lstm_inputs(s)
+        for index in range(4):
+            arrays, label = _lstm_inputs(s, degenerate=index == 3)
             cases.append(Case(steps=[_lstm_forward_call()], arrays=arrays, returns=("next_h", "next_c"), label=label))
         return cases
 
@@ -206,15 +206,24 @@ class LstmStepBackward(Item):
 
     def cases(self, s):
         cases = []
-        for _ in range(3):
-            arrays, label = _lstm_inputs(s)
+        for index in range(4):
+            arrays, label = _lstm_inputs(s, degenerate=index == 3)
             N, H = arrays["prev_h"].shape
             arrays["dnext_h"] = s.upstream.normal(size=(N, H))
             arrays["dnext_c"] = s.upstream.normal(size=(N, H))
             steps = [_lstm_forward_call(),
                      Call(self.name, [arr("dnext_h"), arr("dnext_c"), ref("cache")], save=self.grad_names)]
-            cases.append(Case(steps=steps, arrays=arrays, returns=self.grad_names, label=label))
+            cases.append(Case(steps=steps, arrays=arrays, returns=("next_h", "next_c") + self.grad_names,
+                              label=label))
         return cases
+
+    def prerequisite_fault(self, case, out):
+        """The learner's forward in this very case, judged by lstm_step_forward's own check."""
+        try:
+            LstmStepForward.check(LstmStepForward(), case, out)
+        except Failure as failure:
+            return "lstm_step_forward", f"gives a wrong result ({str(failure).splitlines()[0]})"
+        return None
 
     def check(self, case, out):
         inputs = {n: case.arrays[n] for n in LSTM_INPUTS}
@@ -427,6 +436,14 @@ class ScaledDotProductAttention(Item):
         arrays["dout"] = s.upstream.normal(size=(N, Lq, dv))
         cases.append(self._case(arrays, shape_phrase(q=arrays["q"], k=arrays["k"], v=arrays["v"])
                                 + " and a 0/1 integer mask of shape " + str(arrays["mask"].shape), mask=True, grad=True))
+        # 4: the degenerate sizes: one query, one key, features of size 1 (the softmax of one score is 1).
+        arrays = _qkv(s, (1,), 1, 1, 1, 1)
+        arrays["dout"] = s.upstream.normal(size=(1, 1, 1))
+        cases.append(self._case(arrays, shape_phrase(q=arrays["q"], k=arrays["k"], v=arrays["v"]), grad=True))
+        # 5: one query against several keys, one sample.
+        Lk, d, dv = _distinct_dims(s, (2, 4), (2, 5), (1, 3))
+        arrays = _qkv(s, (1,), 1, Lk, d, dv)
+        cases.append(self._case(arrays, shape_phrase(q=arrays["q"], k=arrays["k"], v=arrays["v"])))
         return cases
 
     def check(self, case, out):
@@ -473,14 +490,18 @@ class MultiHeadAttentionItem(Item):
         "built_in": "project, split into heads, call your own scaled_dot_product_attention, merge the heads and "
                     "apply out_proj: no nn.MultiheadAttention inside.",
         "grad": "stay in torch operations (no NumPy, .detach() or .item()) so that autograd can take the gradient.",
+        "scale": "the scaling belongs to the attention inside each head: the size of one query there is "
+                 "embed_dim / num_heads, not embed_dim.",
     }
 
     def cases(self, s):
         cases = []
-        for index in range(3):
+        for index in range(4):
             h, d = int(s.inputs.integers(2, 4)), int(s.inputs.integers(2, 4))
-            E = h * d
             N, Lq, Lk = _distinct_dims(s, (2, 3), (3, 5), (2, 6))
+            if index == 3:                                         # one head, one sample, one position
+                h, N, Lq, Lk = 1, 1, 1, 1
+            E = h * d
             if index != 1:
                 Lk = Lq                                           # self-attention (cases 0 and 2)
             bound = np.sqrt(6.0 / (E + E))
@@ -517,11 +538,17 @@ class MultiHeadAttentionItem(Item):
                               context={"heads": h, "self": index != 1, "grad": index == 2}, label=label))
         return cases
 
-    def _reference(self, case, query=None):
+    def _reference(self, case, query=None, scale_by_embed_dim=False):
         a = case.arrays
         query = a["query"] if query is None else query
         key, value = (query, query) if case.context["self"] else (a["key"], a["value"])
-        return R.multi_head_attention(query, key, value, a["in_proj_weight"], a["in_proj_bias"], a["out_proj_weight"],
+        weight, bias = a["in_proj_weight"].copy(), a["in_proj_bias"].copy()
+        if scale_by_embed_dim:       # the usual mistake: scores / sqrt(E) instead of / sqrt(E / num_heads)
+            E = query.shape[-1]
+            factor = np.sqrt(1.0 / case.context["heads"])
+            weight[:E] *= factor
+            bias[:E] *= factor
+        return R.multi_head_attention(query, key, value, weight, bias, a["out_proj_weight"],
                                       a["out_proj_bias"], case.context["heads"], a.get("mask"))
 
     def check(self, case, out):
@@ -530,6 +557,11 @@ class MultiHeadAttentionItem(Item):
         w = out["weights"]
         hint = self.hints["build"] if isinstance(w, Raised) and w.function == self.name else self.hints["weights"]
         weights = expect_tensor(self.name, "weights", w, expected_w.shape, case.label, hint)
+        wrong_scale = self._reference(case, scale_by_embed_dim=True)[1]
+        if case.context["heads"] > 1 and rel_error(weights, wrong_scale) < 1e-8:
+            raise Failure(f"{self.name}: the weights are those of scores divided by sqrt(embed_dim){case.label}: "
+                          f"each head's scores are divided by the square root of that head's own size."
+                          f"\nHint: {self.hints['scale']}")
         expect_close(self.name, "weights", weights, expected_w, FORWARD, case.label, self.hints["out"])
         got = expect_tensor(self.name, "out", out["out"], expected_out.shape, case.label, self.hints["out"])
         expect_close(self.name, "out", got, expected_out, FORWARD, case.label,

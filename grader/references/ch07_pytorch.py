@@ -18,7 +18,7 @@ from .ch02_backprop import affine_forward, relu_forward
 from .ch06_cnn import conv_forward
 
 __all__ = ["affine_forward", "relu_forward", "conv2d_forward", "two_layer_net_forward", "dataset_item",
-           "train_one_epoch", "evaluate", "predictions"]
+           "train_one_epoch", "evaluate", "predictions", "predictions_in_training_mode"]
 
 
 def conv2d_forward(x, w, b, stride, pad):
@@ -93,6 +93,18 @@ def predictions(layers, state, X):
         model = _model(layers, state)
         model.eval()
         return model(torch.from_numpy(X.astype(np.float64))).argmax(dim=1).numpy()
+
+
+def predictions_in_training_mode(layers, state, X, batch_size):
+    """The classes the same model predicts in training mode, batch by batch (batch norm uses each batch's
+    statistics): what an evaluate that forgets model.eval() sees."""
+    import torch
+
+    with _one_thread(), torch.no_grad():
+        model = _model(layers, state)
+        model.train()
+        return np.concatenate([model(torch.from_numpy(X[i:i + batch_size].astype(np.float64))).argmax(dim=1).numpy()
+                               for i in range(0, len(X), batch_size)])
 
 
 def evaluate(layers, state, X, y):
