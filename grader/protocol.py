@@ -4,19 +4,47 @@ A *case* is a tiny call program ("call affine_forward(x, w, b), keep (out, cache
 call affine_backward(dout, cache), keep (dx, dw, db)") plus the arrays it uses.
 It is written as JSON + .npz for ``course_harness`` to run inside the sandboxed
 kernel; the outputs come back the same way and are decoded here without ever
-unpickling anything a learner produced.
+unpickling anything a learner produced, and with every size bound checked before
+anything is allocated (``load_arrays``).
+
+**The rule: the kernel only records numbers, the grader decides.** Learner code runs in the
+kernel and can rebind anything there, ``course_harness`` included, so nothing the kernel reports
+about itself is a fact a verdict may rest on. Every fact that grants points is established here:
+
+- from numbers checked against trusted references computed in this process, in float64 on the
+  CPU, on inputs drawn fresh in this process (a forged recording must contain the right numbers,
+  and computing them is the exercise);
+- or from the submitted source, which the grader reads itself (``grader.review``: delegation to
+  torch's own solution and tampering with the grading hold an item for review; ``Item.source_problem``:
+  a fact only the code shows, such as ``evaluate`` running under ``torch.no_grad()``).
+
+What the kernel says about itself (a tensor's dtype, device or requires_grad, the probe's log of
+grad and training modes, the attention call counters) may fail an item, never pass one: it is a
+second layer for honest mistakes. Hand-written ``autograd.Function``s are judged by calling their
+``forward`` and ``backward`` directly (``function``: a context the harness makes, grad mode off, an
+upstream gradient the grader chose), so no autograd graph or hook stands between the formula and the
+numbers. Random functions are judged on their distribution over many draws.
+
+What a hostile learner can do: make the recorder write any numbers and any dtype, device or mode
+they like; patch torch, NumPy or the trusted objects a case hands over; read the cases' inputs. What
+that gains: nothing the numbers do not already allow (the right numbers on inputs nobody saw before
+need the computation), and the patching itself is in the submitted source, where ``grader.review``
+finds it and holds the item for review (it is shown to the instructor with the line). What remains
+possible: code that defeats the review by means it does not know (an obfuscation that names no
+grading machinery and calls nothing dynamic), which still has to produce the right numbers.
 
 Torch items (chapters 07-09) use the same path: ``tensor`` / ``module`` / ``trusted`` specs build
 float64 CPU tensors, the learner's nn.Module with the case's state_dict, and trusted objects
 (a Sequential model, a probe that logs grad and training mode, a loader, an optimizer); ``Call``
 may name ``"AffineFunction.apply"``, call an earlier result (``on_ref``: ``"model"``,
-``"model.state_dict"``) or a builtin (``grad``: the learner's backward through
-``torch.autograd.grad``; ``value``; ``getitem``). A step with ``record_errors`` turns a learner
-error into a ``Raised`` value of its outputs (later steps are skipped), so the item's check can
-report it with its hint (``checks.fail_if_raised``). Tensors come back as ``TensorValue`` (CPU
-float64 array + dtype, device, requires_grad), judged with ``checks.expect_tensor`` and
-``checks.expect_gradient``. A step's ``label`` names it in messages; give a learner call the item's
-own name as label, so that an in-place change it makes is charged to the item itself.
+``"model.state_dict"``) or a builtin (``function``: forward and backward called directly; ``grad``:
+``torch.autograd.grad`` through the learner's graph; ``value``; ``getitem``). A step with
+``record_errors`` turns a learner error into a ``Raised`` value of its outputs (later steps are
+skipped), so the item's check can report it with its hint (``checks.fail_if_raised``). Tensors come
+back as ``TensorValue`` (CPU float64 array + dtype, device, requires_grad), judged with
+``checks.expect_tensor`` and ``checks.expect_gradient``. A step's ``label`` names it in messages; give
+a learner call the item's own name as label, so that an in-place change it makes is charged to the
+item itself.
 """
 from __future__ import annotations
 
