@@ -42,3 +42,18 @@ def away_from_kinks(rng, shape, kinks=(0.0,), margin=1e-2, scale=1.0):
 def small_dims(rng, *ranges):
     """One random size from each inclusive (low, high) range."""
     return tuple(int(rng.integers(lo, hi + 1)) for lo, hi in ranges)
+
+
+def at_kinks(rng, shape, kinks=(0.0,), margin=1e-2, scale=1.0, share=0.4):
+    """Like ``away_from_kinks``, but about ``share`` of the entries (at least one, never all) are EXACTLY a kink.
+
+    For the cases that judge a derivative at its kink against the contract's value there (ReLU's gradient
+    at 0 is 0), never against a centered difference, which straddles the kink and is wrong there by design.
+    The other entries stay ``margin`` away from every kink. Needs at least two entries.
+    """
+    x = away_from_kinks(rng, shape, kinks=kinks, margin=margin, scale=scale)
+    flat = x.reshape(-1)
+    k = min(flat.size - 1, max(1, int(round(share * flat.size))))
+    chosen = rng.choice(flat.size, size=k, replace=False)
+    flat[chosen] = rng.choice(np.asarray(kinks, dtype=np.float64), size=k)
+    return flat.reshape(shape)

@@ -119,6 +119,27 @@ def softmax_global_max(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def softmax_squeezed(x):
+    # np.squeeze "to tidy up": a batch of one row, or one class, loses an axis. Only the degenerate cases
+    # (x of shape (1, C) and (N, 1)) catch it; the random cases have N, C >= 2.
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return np.squeeze(e / e.sum(axis=1, keepdims=True))
+
+
+def xor_features_squeezed(X):
+    # Only the single-sample case catches it.
+    return np.squeeze(np.column_stack([X[:, 0], X[:, 1], X[:, 0] * X[:, 1]]))
+
+
+def ce_squeezed_logits(logits, y):
+    # np.squeeze on the logits: for a batch of one they become (C,), the row max runs over the wrong axis and
+    # the indexing fails. Only the N = 1 case catches it.
+    z = np.squeeze(logits)
+    z = z - np.max(z, axis=-1, keepdims=True)
+    log_probs = z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+    return float(-np.mean(log_probs[np.arange(logits.shape[0]), y]))
+
+
 def ce_sum_instead_of_mean(logits, y):
     z = logits - logits.max(axis=1, keepdims=True)
     lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -316,12 +337,72 @@ class LoaderYieldsLists(_LoaderBase):
         return [s[0] for s in samples], [s[1] for s in samples]
 
 
+class LoaderLenOneTooMany(_LoaderBase):
+    """n // batch_size + 1 batches without drop_last: wrong only when batch_size divides n. The random cases
+    always have a partial last batch, so only the degenerate cases (batch_size=1) catch it."""
+
+    def __len__(self):
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else n // self.batch_size + 1
+
+    def __iter__(self):                 # the batches themselves are right
+        n, order = len(self.dataset), self._order()
+        stop = n // self.batch_size * self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            yield self._batch(order[start:start + self.batch_size])
+
+
+class LoaderSqueezesBatches(_LoaderBase):
+    """A batch of one sample loses its batch axis. The degenerate cases (batch_size=1, one sample) catch it on
+    every seed; the random cases only when their last batch happens to hold one sample."""
+
+    def _batch(self, indices):
+        x, y = super()._batch(indices)
+        return np.squeeze(x), np.squeeze(y)
+
+
+# Shuffles whose orders are permutations, new on every pass, never sorted: the checks of one or two passes
+# cannot tell them from a uniform shuffle. Only the distribution case (who shares a batch over 48 passes) can.
+
+class LoaderShufflesBatchOrder(_LoaderBase):
+    """Shuffles the order of the batches, not the samples: a batch's samples always stay together."""
+
+    def _order(self):
+        n = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(n)
+        starts = self.rng.permutation(np.arange(0, n, self.batch_size))
+        return np.concatenate([np.arange(s, min(s + self.batch_size, n)) for s in starts])
+
+
+class LoaderShufflesWithinBatches(_LoaderBase):
+    """Shuffles inside each batch only: samples of different batches never meet."""
+
+    def _order(self):
+        n = len(self.dataset)
+        order = np.arange(n)
+        if self.shuffle:
+            for s in range(0, n, self.batch_size):
+                order[s:s + self.batch_size] = self.rng.permutation(order[s:s + self.batch_size])
+        return order
+
+
+class LoaderRotatesOrder(_LoaderBase):
+    """Starts the dataset order at a random offset: every sample has a uniformly random position, but samples
+    half the dataset apart never share a batch."""
+
+    def _order(self):
+        n = len(self.dataset)
+        return np.roll(np.arange(n), -int(self.rng.integers(n))) if self.shuffle else np.arange(n)
+
+
 # (item, wrong implementation, must the message contain "Hint"?)
 WRONG = [
     ("xor_features", xor_features_no_product, True),
     ("xor_features", xor_features_sum_instead_of_product, True),
     ("xor_features", xor_features_transposed, False),
     ("xor_features", xor_features_product_of_row_with_itself, True),
+    ("xor_features", xor_features_squeezed, False),
     ("sigmoid", sigmoid_overflows_for_large_x, True),
     ("sigmoid", sigmoid_sign_error, True),
     ("sigmoid", sigmoid_tanh_confusion, True),
@@ -334,11 +415,13 @@ WRONG = [
     ("softmax", softmax_over_columns, True),
     ("softmax", softmax_divides_by_total, True),
     ("softmax", softmax_global_max, True),
+    ("softmax", softmax_squeezed, True),
     ("cross_entropy_from_logits", ce_sum_instead_of_mean, True),
     ("cross_entropy_from_logits", ce_unstable_log_softmax, True),
     ("cross_entropy_from_logits", ce_wrong_indexing, True),
     ("cross_entropy_from_logits", ce_forgets_minus, True),
     ("cross_entropy_from_logits", ce_per_sample, True),
+    ("cross_entropy_from_logits", ce_squeezed_logits, False),     # raises: no hint
     ("mlp_forward", mlp_relu_on_output, True),
     ("mlp_forward", mlp_no_hidden_activation, True),
     ("mlp_forward", mlp_bias_after_relu, True),
@@ -361,6 +444,11 @@ WRONG = [
     ("DataLoader", LoaderSamplesWithReplacement, True),
     ("DataLoader", LoaderLenCountsSamples, True),
     ("DataLoader", LoaderYieldsLists, False),
+    ("DataLoader", LoaderLenOneTooMany, True),
+    ("DataLoader", LoaderSqueezesBatches, True),
+    ("DataLoader", LoaderShufflesBatchOrder, True),
+    ("DataLoader", LoaderShufflesWithinBatches, True),
+    ("DataLoader", LoaderRotatesOrder, True),
 ]
 
 
@@ -684,3 +772,26 @@ def test_notebook_points_match_the_stated_total():
     assert set(points) == set(ITEMS)
     total = int(sum(points.values()))
     assert f"**Points:** {total} in total" in nb.cells[0].source
+
+
+def test_shuffle_checks_fail_a_correct_loader_with_probability_below_1e_9():
+    import itertools
+
+    from grader.cases import Streams
+    from grader.items import ch01_mlp_xor as items
+
+    # together_probability against brute force over every order of 5 samples in batches of 2 (sizes 2, 2, 1)
+    together = [sum(1 for k in range(0, 5, 2) if {0, 1} <= set(order[k:k + 2]))
+                for order in itertools.permutations(range(5))]
+    assert items.together_probability(5, 2) == pytest.approx(np.mean(together))
+    q = items.together_probability(items.SHUFFLE_N, items.SHUFFLE_BATCH)
+    assert items.PAIR_FALSE_ALARM == pytest.approx(math.comb(items.SHUFFLE_N, 2)
+                                                   * (q ** items.SHUFFLE_PASSES + (1 - q) ** items.SHUFFLE_PASSES))
+    for seed in range(20):
+        cases = ITEMS["DataLoader"].cases(Streams.from_seed(seed))
+        ordered = [c for c in cases if c.context["shuffle"] and c.context["n"] >= items.MIN_ORDER_N]
+        assert sum(c.context["passes"] == items.SHUFFLE_PASSES for c in cases) == 1
+        assert len(ordered) == 2          # the two random shuffled cases; the distribution case has n = 10
+        per_run = items.PAIR_FALSE_ALARM + len(ordered) * items.ORDER_FALSE_ALARM
+        assert per_run < 1e-9, per_run
+        assert {(c.context["n"], c.context["batch"]) for c in cases} >= {(1, 1)}

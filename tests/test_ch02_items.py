@@ -205,6 +205,21 @@ def affine_backward_db_mean(dout, cache):
     return (dout @ w.T).reshape(x.shape), xf.T @ dout, dout.mean(axis=0)
 
 
+def affine_forward_squeezed(x, w, b):
+    # Only the degenerate cases catch it: np.squeeze drops the batch axis when N = 1 and the output axis
+    # when M = 1 (the random cases have N, M >= 2).
+    return np.squeeze(x.reshape(x.shape[0], -1) @ w + b), (x, w, b)
+
+
+def affine_backward_db_only_summed_for_several_rows(dout, cache):
+    # "dout.sum(axis=0)" written as a flattening that is only right for N > 1: for N = 1 it keeps dout's
+    # leading axis (shape (1, M)). Only the N = 1 case catches it.
+    x, w, b = cache
+    xf = x.reshape(x.shape[0], -1)
+    db = dout.sum(axis=0) if dout.shape[0] > 1 else dout
+    return (dout @ w.T).reshape(x.shape), xf.T @ dout, db
+
+
 def relu_forward_abs(x):
     return np.abs(x), x
 
@@ -235,6 +250,11 @@ def relu_backward_flipped_mask(dout, cache):
     return dout * (cache < 0)
 
 
+def relu_backward_mask_includes_zero(dout, cache):
+    # Right everywhere but at x = 0 exactly, where the contract's gradient is 0: only the kink case catches it.
+    return dout * (cache >= 0)
+
+
 def leaky_forward_slope_ignored(x, slope=0.01):
     return np.where(x > 0, x, 0.01 * x), (x, slope)
 
@@ -260,6 +280,12 @@ def leaky_backward_like_relu(dout, cache):
 def leaky_backward_forgets_dout_on_negative_side(dout, cache):
     x, slope = cache
     return np.where(x > 0, dout, slope)
+
+
+def leaky_backward_mask_includes_zero(dout, cache):
+    # dout instead of slope * dout at x = 0 exactly: only the kink case catches it.
+    x, slope = cache
+    return np.where(x >= 0, dout, slope * dout)
 
 
 def sigmoid_forward_overflows(x):
@@ -351,6 +377,16 @@ def softmax_loss_no_one_hot(x, y):
     return float(-np.mean(np.log(p[np.arange(n), y]))), p / n
 
 
+def softmax_loss_squeezed(x, y):
+    # np.squeeze "to tidy up" the gradient: for a batch of one, dx loses its batch axis. Only the N = 1 case
+    # catches it (the random cases have N >= 2).
+    p = _softmax(x)
+    n = x.shape[0]
+    dx = p.copy()
+    dx[np.arange(n), y] -= 1
+    return float(-np.mean(np.log(p[np.arange(n), y]))), np.squeeze(dx / n)
+
+
 def softmax_loss_dx_not_divided(x, y):
     p = _softmax(x)
     n = x.shape[0]
@@ -415,32 +451,42 @@ def l1_gradient_not_sign(pred, y):
     return float(np.mean(np.abs(d))), d / d.size
 
 
+def l1_gradient_plus_one_at_equality(pred, y):
+    # +1 instead of sign(0) = 0 where pred == y exactly: only the kink case catches it.
+    d = pred - y
+    return float(np.mean(np.abs(d))), np.where(d >= 0, 1.0, -1.0) / d.size
+
+
 WRONG = {
     "numerical_gradient": [ng_forward_difference, ng_forgets_to_restore_x, ng_forgets_to_restore_a_copy,
                            ng_only_first_axis, ng_divides_by_h],
     "numerical_gradient_array": [nga_ignores_df, nga_forward_difference, nga_forgets_to_restore_a_copy,
                                  nga_divides_by_h],
     "graph_example": [graph_sign_error, graph_missing_cos, graph_wrong_f, graph_swapped_outputs],
-    "affine_forward": [affine_forward_no_bias, affine_forward_scrambled_reshape, affine_forward_bias_subtracted],
+    "affine_forward": [affine_forward_no_bias, affine_forward_scrambled_reshape, affine_forward_bias_subtracted,
+                       (affine_forward_squeezed, "shape")],
     "affine_backward": [affine_backward_db_wrong_axis, affine_backward_dw_not_transposed,
-                        affine_backward_dx_not_reshaped, affine_backward_db_keepdims, affine_backward_db_mean],
+                        affine_backward_dx_not_reshaped, affine_backward_db_keepdims, affine_backward_db_mean,
+                        (affine_backward_db_only_summed_for_several_rows, "x of shape (1,")],
     "relu_forward": [relu_forward_abs, relu_forward_min, relu_forward_leaky],
     "relu_backward": [relu_backward_masks_with_dout, relu_backward_mutates_dout, relu_backward_ignores_dout,
-                      relu_backward_flipped_mask],
+                      relu_backward_flipped_mask, (relu_backward_mask_includes_zero, "where x is exactly 0,")],
     "leaky_relu_forward": [leaky_forward_slope_ignored, leaky_forward_plain_relu,
                            leaky_forward_slope_on_positive_side],
     "leaky_relu_backward": [leaky_backward_slope_ignored, leaky_backward_like_relu,
-                            leaky_backward_forgets_dout_on_negative_side],
+                            leaky_backward_forgets_dout_on_negative_side,
+                            (leaky_backward_mask_includes_zero, "where x is exactly 0,")],
     "sigmoid_forward": [sigmoid_forward_overflows, sigmoid_forward_sign_error, sigmoid_forward_tanh_confusion],
     "sigmoid_backward": [sigmoid_backward_uses_x, sigmoid_backward_missing_one_minus_s, sigmoid_backward_tanh_formula,
                          sigmoid_backward_ignores_dout],
     "tanh_forward": [tanh_forward_half_angle, tanh_forward_sigmoid, tanh_forward_arctan],
     "tanh_backward": [tanh_backward_uses_x, tanh_backward_not_squared, tanh_backward_sigmoid_formula],
     "softmax_loss": [softmax_loss_not_divided_by_n, softmax_loss_no_max_subtraction, softmax_loss_no_one_hot,
-                     softmax_loss_dx_not_divided],
+                     softmax_loss_dx_not_divided, (softmax_loss_squeezed, "x of shape (1,")],
     "bce_loss": [bce_sum_instead_of_mean, bce_gradient_without_size, bce_gradient_over_rows, bce_gradient_sign_error],
     "mse_loss": [mse_gradient_missing_two, mse_sum_instead_of_mean, mse_gradient_over_rows, mse_gradient_sign_error],
-    "l1_loss": [l1_gradient_without_size, l1_gradient_sign_error, l1_squared_loss, l1_gradient_not_sign],
+    "l1_loss": [l1_gradient_without_size, l1_gradient_sign_error, l1_squared_loss, l1_gradient_not_sign,
+                (l1_gradient_plus_one_at_equality, "equals y exactly,")],
 }
 
 
@@ -566,8 +612,10 @@ def mse_numpy_float(pred, y):
 
 
 def l1_zero_d_array(pred, y):
+    # Its dpred used to be np.where(d > 0, 1.0, -1.0) / d.size, which gives -1 / size instead of the contract's
+    # sign(0) = 0 where pred == y exactly; the kink case now catches that, so the alternative uses np.sign.
     d = pred - y
-    return np.asarray(np.abs(d).mean()), np.where(d > 0, 1.0, -1.0) / d.size
+    return np.asarray(np.abs(d).mean()), np.sign(d) / d.size
 
 
 ALTERNATIVES = {

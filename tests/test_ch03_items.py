@@ -77,6 +77,30 @@ def xavier_not_centred(fan_in, fan_out, rng):
     return np.abs(rng.normal(0.0, 1 / np.sqrt(fan_in), size=(fan_in, fan_out)))
 
 
+def xavier_one_row_repeated(fan_in, fan_out, rng):
+    # One row of draws tiled over the fan_in rows: mean, std and tails look right, the entries are not independent.
+    return np.tile(rng.normal(0.0, 1 / np.sqrt(fan_in), size=(1, fan_out)), (fan_in, 1))
+
+
+def xavier_laplace_same_std(fan_in, fan_out, rng):
+    # Laplace with the right std: its share beyond 2 std (5.9%) is inside the tail band; only the CDF check sees it.
+    return rng.laplace(0.0, 1 / np.sqrt(2 * fan_in), size=(fan_in, fan_out))
+
+
+def he_one_value_per_row(fan_in, fan_out, rng):
+    # One draw per input broadcast over the fan_out columns.
+    return rng.normal(0.0, np.sqrt(2 / fan_in), size=(fan_in, 1)) * np.ones((1, fan_out))
+
+
+def he_laplace_same_std(fan_in, fan_out, rng):
+    return rng.laplace(0.0, np.sqrt(1 / fan_in), size=(fan_in, fan_out))
+
+
+def he_squeezed(fan_in, fan_out, rng):
+    # Only the single-row and single-column cases catch it.
+    return np.squeeze(rng.normal(0.0, np.sqrt(2 / fan_in), size=(fan_in, fan_out)))
+
+
 def he_xavier_std(fan_in, fan_out, rng):
     return rng.normal(0.0, 1 / np.sqrt(fan_in), size=(fan_in, fan_out))
 
@@ -169,6 +193,16 @@ def acts_every_layer_from_x(x, weights, activation):
     return out
 
 
+def acts_squeezed(x, weights, activation):
+    # Squeezes every layer's output: a single example, or a layer of one unit, loses an axis. Only the
+    # degenerate case (one example through layers of width 1) catches it.
+    h, out = x, []
+    for w in weights:
+        h = ACTS[activation](h @ w)
+        out.append(np.squeeze(h))
+    return out
+
+
 def tanh_net_no_tanh_derivative(X, y, W1, W2):
     h = np.tanh(X @ W1)
     loss, dscores = _softmax_loss(h @ W2, y)
@@ -204,6 +238,14 @@ def tanh_net_no_one_hot(X, y, W1, W2):
     return loss, X.T @ ((dscores @ W2.T) * (1 - h ** 2)), h.T @ dscores
 
 
+def tanh_net_squeezed_gradients(X, y, W1, W2):
+    # np.squeeze on the gradients: with one hidden unit dW1 becomes (D,) and dW2 (C,). Only the degenerate
+    # case catches it.
+    h = np.tanh(X @ W1)
+    loss, dscores = _softmax_loss(h @ W2, y)
+    return loss, np.squeeze(X.T @ ((dscores @ W2.T) * (1 - h ** 2))), np.squeeze(h.T @ dscores)
+
+
 def tanh_net_breaks_symmetry(X, y, W1, W2):
     # A per-unit rescaling slipped in (e.g. a leftover debugging factor): clones no longer stay clones.
     h = np.tanh(X @ W1)
@@ -216,18 +258,21 @@ WRONG = {
     "xavier_init": [(xavier_std_from_fan_out, "uses fan_in"), (xavier_variance_as_std, "square root"),
                     (xavier_ignores_rng, "rng argument"), (xavier_fixed_seed_inside, "different seeds"),
                     (xavier_swapped_shape, "(fan_in, fan_out)"), (xavier_uniform_same_std, "Gaussian"),
-                    (xavier_glorot_average, "1/sqrt(fan_in)"), (xavier_not_centred, "mean")],
+                    (xavier_glorot_average, "1/sqrt(fan_in)"), (xavier_not_centred, "mean"),
+                    (xavier_one_row_repeated, "not independent"), (xavier_laplace_same_std, "empirical CDF")],
     "he_init": [(he_xavier_std, "extra factor 2"), (he_std_from_fan_out, "uses fan_in"),
                 (he_variance_as_std, "square root"), (he_ignores_rng, "rng argument"),
                 (he_uniform_same_std, "Gaussian"), (he_swapped_shape, "(fan_in, fan_out)"),
-                (he_two_outside_sqrt, "inside the square root")],
+                (he_two_outside_sqrt, "inside the square root"), (he_one_value_per_row, "not independent"),
+                (he_laplace_same_std, "empirical CDF"), (he_squeezed, "shape")],
     "layer_activations": [(acts_activation_only_at_the_end, "relative error"), (acts_only_last_layer, "a list of"),
                           (acts_include_input, "not a layer"), (acts_sigmoid_as_tanh, "'sigmoid'"),
                           (acts_relu_as_abs, "'relu'"), (acts_pre_activations, "relative error"),
-                          (acts_every_layer_from_x, "relative error")],
+                          (acts_every_layer_from_x, "relative error"), (acts_squeezed, "shape")],
     "two_layer_tanh_loss": [(tanh_net_no_tanh_derivative, "dW1"), (tanh_net_derivative_at_preactivation, "dW1"),
                             (tanh_net_dw2_transposed, "dW2 has shape"), (tanh_net_summed_loss, "loss"),
-                            (tanh_net_no_one_hot, "dW"), (tanh_net_breaks_symmetry, "identical gradients")],
+                            (tanh_net_no_one_hot, "dW"), (tanh_net_breaks_symmetry, "identical gradients"),
+                            (tanh_net_squeezed_gradients, "shape")],
 }
 
 
@@ -353,3 +398,29 @@ def test_a_uniform_initializer_with_the_right_std_passes_every_check_but_the_tai
 
     verdict = grade_in_process("xavier_init", namespace, CHAPTER, seed=0)
     assert not verdict.passed and "beyond 2 standard deviations" in verdict.message, verdict.message
+
+
+def test_independence_bounds_fail_independent_draws_with_the_stated_probability():
+    # The two Laurent-Massart events behind independence_bound, computed exactly (scipy) at the case sizes.
+    stats = pytest.importorskip("scipy.stats")
+    x = items_module.INDEPENDENCE_X
+    for k in (1, 19, 59, 299, 499, 7999):
+        assert stats.chi2(k).sf(k + 2 * math.sqrt(k * x) + 2 * x) <= math.exp(-x), k
+    for n in (items_module.MIN_DRAWS, 20000):
+        assert stats.chi2(n - 1).cdf(n - 1 - 2 * math.sqrt((n - 1) * x)) <= math.exp(-x), n
+    assert 4 * math.exp(-x) + items_module.DKW_FALSE_ALARM < items_module.FALSE_ALARM_PER_CASE
+
+
+def test_a_laplace_initializer_with_the_right_std_passes_every_check_but_the_cdf():
+    from grader.items import grade_in_process
+
+    verdict = grade_in_process("he_init", {"he_init": he_laplace_same_std}, CHAPTER, seed=0)
+    assert not verdict.passed and "empirical CDF" in verdict.message and "false-alarm probability" in verdict.message, \
+        verdict.message
+
+
+@pytest.mark.parametrize("name", ["xavier_init", "he_init"])
+def test_initializer_cases_hold_a_single_row_and_a_single_column_on_every_seed(name):
+    for seed in range(20):
+        fans = [(c.context["fan_in"], c.context["fan_out"]) for c in ITEMS[name].cases(Streams.from_seed(seed))]
+        assert any(fo == 1 for fi, fo in fans) and any(fi == 1 for fi, fo in fans), fans

@@ -102,6 +102,19 @@ def bn_running_stats_updated_in_test_mode(x, gamma, beta, bn_param):
     return out, cache
 
 
+def bn_running_stats_squeezed(x, gamma, beta, bn_param):
+    """Batch statistics taken with keepdims=True and squeezed back to (D,), absent running averages started as
+    zeros like them: for one feature (D = 1) they are 0-d arrays. Only the single-feature case catches it."""
+    out, cache = _bn(x, gamma, beta, bn_param, write_back=False)
+    if bn_param["mode"] == "train":
+        momentum = bn_param.get("momentum", 0.9)
+        mean = x.mean(axis=0, keepdims=True).squeeze()
+        var = x.var(axis=0, keepdims=True).squeeze()
+        bn_param["running_mean"] = momentum * bn_param.get("running_mean", np.zeros_like(mean)) + (1 - momentum) * mean
+        bn_param["running_var"] = momentum * bn_param.get("running_var", np.zeros_like(var)) + (1 - momentum) * var
+    return out, cache
+
+
 def bn_backward_without_mean_terms(dout, cache):
     x_centered, std, x_hat, gamma = cache
     return dout * gamma / std, (dout * x_hat).sum(axis=0), dout.sum(axis=0)
@@ -160,6 +173,14 @@ def alt_sums_over_features(dout, cache):
     dx = gamma / (N * std) * (N * dout - dout.sum(axis=1, keepdims=True)
                               - x_hat * (dout * x_hat).sum(axis=1, keepdims=True))
     return dx, dgamma, dbeta
+
+
+def bn_backward_squeezed_parameter_gradients(dout, cache):
+    # keepdims sums squeezed back: for one feature (D = 1) dgamma and dbeta become 0-d. Only the D = 1 case
+    # catches it.
+    dx, _, _ = _bn_backward(dout, cache)
+    x_hat = cache[2]
+    return dx, (dout * x_hat).sum(axis=0, keepdims=True).squeeze(), dout.sum(axis=0, keepdims=True).squeeze()
 
 
 def alt_dbeta_keepdims(dout, cache):
@@ -222,20 +243,34 @@ def ln_backward_dbeta_not_summed(dout, cache):
     return dx, dgamma, dout
 
 
+def ln_forward_squeezed(x, gamma, beta, ln_param):
+    # Only the single-example case (N = 1) catches it.
+    out, cache = _ln(x, gamma, beta, ln_param)
+    return np.squeeze(out), cache
+
+
+def ln_backward_dx_squeezed(dout, cache):
+    # Only the single-example case (N = 1) catches it.
+    dx, dgamma, dbeta = _ln_backward(dout, cache)
+    return np.squeeze(dx), dgamma, dbeta
+
+
 WRONG = {
     "batchnorm_forward": [bn_unbiased_variance, bn_eps_outside_sqrt, bn_no_eps, bn_momentum_on_wrong_term,
                           bn_test_mode_uses_batch_statistics, bn_running_stats_not_written_back,
                           bn_running_var_unbiased_like_pytorch, bn_ignores_eps_and_momentum_in_bn_param,
-                          bn_running_stats_updated_in_test_mode],
+                          bn_running_stats_updated_in_test_mode, (bn_running_stats_squeezed, "shape")],
     "batchnorm_backward": [bn_backward_without_mean_terms, bn_backward_dgamma_not_summed,
                            bn_backward_dgamma_without_x_hat, bn_backward_dbeta_wrong_axis,
-                           bn_backward_forgets_variance_path],
+                           bn_backward_forgets_variance_path, (bn_backward_squeezed_parameter_gradients, "shape")],
     "batchnorm_backward_alt": [bn_backward_without_mean_terms, alt_without_x_hat_term, alt_not_divided_by_n,
-                               alt_sums_over_features, alt_dbeta_keepdims],
+                               alt_sums_over_features, alt_dbeta_keepdims,
+                               (bn_backward_squeezed_parameter_gradients, "shape")],
     "layernorm_forward": [ln_normalizes_over_the_batch_axis, ln_unbiased_variance, ln_eps_outside_sqrt,
-                          ln_ignores_eps_in_ln_param],
+                          ln_ignores_eps_in_ln_param, (ln_forward_squeezed, "shape")],
     "layernorm_backward": [ln_backward_with_batchnorm_axes, ln_backward_without_mean_terms,
-                           ln_backward_dgamma_summed_over_features, ln_backward_dbeta_not_summed],
+                           ln_backward_dgamma_summed_over_features, ln_backward_dbeta_not_summed,
+                           (ln_backward_dx_squeezed, "shape")],
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from grader.cases import Streams
 from grader.items import ch05_dropout_regularization as items
 from grader.items import grade_in_process
 from grader.references import ch05_dropout_regularization as R
@@ -82,6 +83,59 @@ def df_fixed_seed(x, param):
     return x * keep / (1 - p), ("train", keep / (1 - p))
 
 
+def _dropout_with_keep(x, param, draw_keep):
+    """A forward whose only mistake is how the keep mask is drawn: ``draw_keep(rng, x, p)``."""
+    p = param["p"]
+    if param["mode"] != "train":
+        return x.copy(), ("test", None)
+    keep = np.broadcast_to(draw_keep(_rng(param), x, p), x.shape)
+    return x * keep / (1 - p), ("train", keep / (1 - p))
+
+
+# Wrong distributions with the right overall dropped fraction (on average): only the per-row, per-column and
+# neighbour checks see them. The first two pass the old checks on most seeds by chance, the third always.
+def df_one_mask_per_row(x, param):
+    # One number per row, broadcast over the columns (the last axis).
+    return _dropout_with_keep(x, param, lambda rng, x, p: rng.random(x.shape[:-1] + (1,)) >= p)
+
+
+def df_one_mask_per_column(x, param):
+    return _dropout_with_keep(x, param, lambda rng, x, p: rng.random(x.shape[-1]) >= p)
+
+
+def df_mask_repeated_in_pairs(x, param):
+    # A half-width mask with every entry used twice, side by side.
+    def draw(rng, x, p):
+        half = rng.random(x.shape[:-1] + ((x.shape[-1] + 1) // 2,)) >= p
+        return np.repeat(half, 2, axis=-1)[..., :x.shape[-1]]
+    return _dropout_with_keep(x, param, draw)
+
+
+def df_default_seed_zero(x, param):
+    # dropout_param.get("seed", 0): without a seed, every call draws the same mask. Only the second call without
+    # a seed catches it (the same-seed/other-seed case hands it seeds).
+    p = param["p"]
+    if param["mode"] != "train":
+        return x.copy(), ("test", None)
+    keep = np.random.default_rng(param.get("seed", 0)).random(x.shape) >= p
+    return x * keep / (1 - p), ("train", keep / (1 - p))
+
+
+def df_one_mask_per_channel(x, param):
+    # A mask of shape x.shape[:2], written with matrices in mind: for 4-D x it keeps or drops whole channel maps
+    # (like torch's Dropout2d, not Dropout). Only the degenerate 4-D single-example case catches it.
+    def draw(rng, x, p):
+        keep = rng.random(x.shape[:2]) >= p
+        return keep.reshape(keep.shape + (1,) * (x.ndim - 2))
+    return _dropout_with_keep(x, param, draw)
+
+
+def db_squeezed(dout, cache):
+    # Only the single-example case catches it.
+    mode, mask = cache
+    return np.squeeze(dout * mask) if mode == "train" else dout.copy()
+
+
 def db_ignores_mask(dout, cache):
     mode, mask = cache
     return dout * mask.max() if mode == "train" else dout.copy()
@@ -112,6 +166,13 @@ def _config(config, **defaults):
     for key, value in defaults.items():
         config.setdefault(key, value)
     return config
+
+
+def sgd_squeezed(w, dw, config=None):
+    # np.squeeze on the new weights: a single weight of shape (1, 1) becomes 0-d. Only the single-weight case
+    # catches it.
+    config = _config(config, learning_rate=1e-2)
+    return np.squeeze(w - config["learning_rate"] * dw), config
 
 
 def sgd_ignores_learning_rate(w, dw, config=None):
@@ -248,9 +309,12 @@ def adamw_decays_the_updated_w(w, dw, config=None):
 
 WRONG = {
     "dropout_forward": [df_p_as_keep_probability, df_not_inverted, df_scales_at_test_time, df_drops_at_test_time,
-                        df_ignores_seed, df_fixed_seed],
-    "dropout_backward": [db_ignores_mask, db_draws_a_new_mask, db_not_scaled, db_mutates_dout],
-    "sgd": [sgd_ignores_learning_rate, sgd_ascends, sgd_returns_no_config, sgd_mutates_dw],
+                        df_ignores_seed, df_fixed_seed, (df_one_mask_per_row, "not independent"),
+                        (df_one_mask_per_column, "not independent"), (df_mask_repeated_in_pairs, "neighbouring"),
+                        (df_default_seed_zero, "without a seed"), (df_one_mask_per_channel, "every channel map")],
+    "dropout_backward": [db_ignores_mask, db_draws_a_new_mask, db_not_scaled, db_mutates_dout,
+                         (db_squeezed, "shape")],
+    "sgd": [sgd_ignores_learning_rate, sgd_ascends, sgd_returns_no_config, sgd_mutates_dw, (sgd_squeezed, "shape")],
     "sgd_momentum": [momentum_wrong_sign, momentum_velocity_not_stored, momentum_ignores_config_momentum],
     "rmsprop": [rmsprop_epsilon_inside_sqrt, rmsprop_cache_not_decayed, rmsprop_cache_not_stored],
     "adam": [adam_no_bias_correction, adam_t_not_incremented, adam_t_incremented_after_use, adam_beta2_on_dw,
@@ -378,17 +442,29 @@ def test_numpy_references_agree_with_torch_optim(rule):
 def test_dropout_fraction_check_false_alarm_is_below_one_in_a_billion():
     n = int(np.prod(items.DROPOUT_SHAPE))
     t = items.fraction_tolerance(n)
-    assert 3 * 2 * np.exp(-2 * n * t ** 2) < 1e-9          # three fraction checks per grading run
+    R, C = items.DROPOUT_SHAPE
+    # overall, per row, per column, horizontal and vertical neighbour pairs: each fails a correct dropout with
+    # probability <= FALSE_ALARM (Hoeffding, union bound over the lines)
+    assert 2 * np.exp(-2 * n * t ** 2) <= items.FALSE_ALARM * (1 + 1e-9)
+    assert R * 2 * np.exp(-2 * C * items.line_tolerance(R, C) ** 2) <= items.FALSE_ALARM * (1 + 1e-9)
+    assert C * 2 * np.exp(-2 * R * items.line_tolerance(C, R) ** 2) <= items.FALSE_ALARM * (1 + 1e-9)
+    checks = sum(5 if c.context.get("lines") else 1 for c in items.DropoutForward().cases(Streams.from_seed(0))
+                 if c.context["kind"] != "identity")
+    assert checks == items.CHECKS_PER_RUN and checks * items.FALSE_ALARM < 1e-9
     # dropout_backward needs a forward mask keeping and dropping >= MIN_MASK_SHARE each of n_b units; a correct
-    # dropout with p in [0.2, 0.8] misses that (Hoeffding, both train cases) with probability < 1e-18
+    # dropout with p in [0.2, 0.8] misses that (Hoeffding, three train cases) with probability < 1e-18
     n_b = int(np.prod(items.BACKWARD_TRAIN_SHAPE))
-    assert 2 * 2 * np.exp(-2 * n_b * (0.2 - items.MIN_MASK_SHARE) ** 2) < 1e-18
+    assert int(np.prod(items.BACKWARD_EDGE_SHAPE)) >= n_b
+    assert 3 * 2 * np.exp(-2 * n_b * (0.2 - items.MIN_MASK_SHARE) ** 2) < 1e-18
+    # the per-line checks separate one mask per row / per column (a line dropped entirely or kept entirely)
+    # from independent units at every p the train cases draw (0.15-0.35 and 0.65-0.85)
+    assert min(1 - 0.35, 0.65) > max(items.line_tolerance(R, C), items.line_tolerance(C, R))
     # and the check still separates p from the "keep probability" mistake at the closest p the cases draw
     assert abs(0.35 - 0.65) > 2 * t
 
 
 def test_solution_dropout_drops_the_stated_fraction_on_many_seeds(solution):
-    """A correct dropout never trips the fraction check (n = 4000): 200 seeds, each far inside the bound."""
+    """A correct dropout never trips the fraction check (n = 8000): 200 seeds, each far inside the bound."""
     x = np.ones(items.DROPOUT_SHAPE)
     t = items.fraction_tolerance(x.size)
     worst = max(abs(1 - (solution["dropout_forward"](x, {"p": 0.3, "mode": "train", "seed": s})[0] != 0).mean() - 0.3)

@@ -94,8 +94,23 @@ def conv_forward_stride_ignored(x, w, b, conv_param):
     return _conv(x, w, b, 1, pad)[:, :, :H_out, :W_out], (x, w, b, conv_param)
 
 
+def conv_forward_1x1_shortcut(x, w, b, conv_param):
+    # "A 1x1 convolution is a matrix product over the channels": true only with stride 1 and no padding. Only
+    # the degenerate 1x1-kernel case (stride 2, pad 1) catches it; the random cases never draw a 1x1 kernel.
+    if w.shape[2:] == (1, 1):
+        out = np.einsum("nchw,fc->nfhw", x, w[:, :, 0, 0]) + b[None, :, None, None]
+    else:
+        out = _conv(x, w, b, conv_param["stride"], conv_param["pad"])
+    return out, (x, w, b, conv_param)
+
+
 def conv_forward_padding_ignored(x, w, b, conv_param):
     stride = conv_param["stride"]
+    if w.shape[2] > x.shape[2] or w.shape[3] > x.shape[3]:
+        # No window fits the unpadded input (the 1x1-image case): loops over windows leave out at zero. A crash
+        # here would leave the backward item's case without a forward, and the proof is about this item alone.
+        H_out, W_out = _out_size(x.shape[2], x.shape[3], w.shape[2], w.shape[3], stride, conv_param["pad"])
+        return np.zeros((x.shape[0], w.shape[0], H_out, W_out)), (x, w, b, conv_param)
     return _conv(x, w, b, stride, 0), (x, w, b, conv_param)
 
 
@@ -236,6 +251,10 @@ def conv_im2col_stride_ignored(x, w, b, conv_param):
     return conv_forward_stride_ignored(x, w, b, conv_param)[0], _im2col_forward_cache(x, w, b, conv_param)
 
 
+def conv_im2col_1x1_shortcut(x, w, b, conv_param):
+    return conv_forward_1x1_shortcut(x, w, b, conv_param)[0], _im2col_forward_cache(x, w, b, conv_param)
+
+
 def _im2col_backward(dout, cache, db_axes=(0,), dx_from_padded=False, dw_rows_unordered=False):
     x_shape, w, conv_param, cols = cache
     F, C, HH, WW = w.shape
@@ -277,8 +296,18 @@ def pool_forward_average(x, pool_param):
     return _pool(x, pool_param).mean(axis=(4, 5)), (x, pool_param)
 
 
+def pool_forward_global_shortcut(x, pool_param):
+    # "A window covering the whole map is global max pooling": right values, but of shape (N, C) instead of
+    # (N, C, 1, 1). Only the degenerate whole-window case catches it.
+    if (pool_param["pool_height"], pool_param["pool_width"]) == x.shape[2:]:
+        return x.max(axis=(2, 3)), (x, pool_param)
+    return _pool(x, pool_param).max(axis=(4, 5)), (x, pool_param)
+
+
 def pool_forward_height_width_swapped(x, pool_param):
-    p = dict(pool_param, pool_height=pool_param["pool_width"], pool_width=pool_param["pool_height"])
+    # (clipped to the input, so that a whole-input window does not crash: the backward item's cases need an out)
+    p = dict(pool_param, pool_height=min(pool_param["pool_width"], x.shape[2]),
+             pool_width=min(pool_param["pool_height"], x.shape[3]))
     return _pool(x, p).max(axis=(4, 5)), (x, pool_param)
 
 
@@ -364,6 +393,14 @@ def sbn_backward_rows_not_reshaped_back(dout, cache):
     return dx, dgamma, dbeta
 
 
+def sbn_backward_squeezed_parameter_gradients(dout, cache):
+    # dgamma and dbeta squeezed "to drop the extra axis": for one channel they become 0-d. Only the
+    # single-channel case catches it (the random cases have C >= 2).
+    (N, C, H, W), bn_cache = cache
+    dx, dgamma, dbeta = sol("batchnorm_backward")(dout.transpose(0, 2, 3, 1).reshape(-1, C), bn_cache)
+    return dx.reshape(N, H, W, C).transpose(0, 3, 1, 2), np.squeeze(dgamma), np.squeeze(dbeta)
+
+
 def sbn_backward_wrong_transpose_back(dout, cache):
     (N, C, H, W), bn_cache = cache
     dx, dgamma, dbeta = sol("batchnorm_backward")(dout.transpose(0, 2, 3, 1).reshape(-1, C), bn_cache)
@@ -428,23 +465,27 @@ WRONG = {
     "conv_output_size": [size_no_plus_one, size_pad_once, size_ceil, size_stride_ignored],
     "conv_param_count": [count_without_biases, count_bias_per_input_channel, count_without_channels, count_one_bias],
     "conv_forward_naive": [conv_forward_flipped_kernel, conv_forward_stride_ignored, conv_forward_padding_ignored,
-                           conv_forward_off_by_one, conv_forward_no_bias],
+                           conv_forward_off_by_one, conv_forward_no_bias,
+                           (conv_forward_1x1_shortcut, "w of shape (1, 1, 1, 1)")],
     "conv_backward_naive": [conv_backward_dx_not_cropped, conv_backward_db_not_summed_over_positions,
                             conv_backward_db_first_position_only, conv_backward_flipped_kernel_in_dx,
                             conv_backward_stride_ignored],
     "im2col": [im2col_channel_last_columns, im2col_position_major_rows, im2col_padding_ignored, im2col_stride_ignored],
     "col2im": [col2im_assigns_instead_of_adding, col2im_padding_not_cropped, col2im_averages_overlaps],
     "conv_forward_im2col": [conv_im2col_column_order_mismatch, conv_im2col_reshape_without_transpose,
-                            conv_im2col_flipped_kernel, conv_im2col_stride_ignored],
+                            conv_im2col_flipped_kernel, conv_im2col_stride_ignored,
+                            (conv_im2col_1x1_shortcut, "w of shape (1, 1, 1, 1)")],
     "conv_backward_im2col": [conv_im2col_backward_db_not_summed_over_positions, conv_im2col_backward_dx_padded,
                              conv_im2col_backward_dout_rows_not_transposed],
-    "max_pool_forward_naive": [pool_forward_stride_is_window, pool_forward_average, pool_forward_height_width_swapped],
+    "max_pool_forward_naive": [pool_forward_stride_is_window, pool_forward_average, pool_forward_height_width_swapped,
+                               (pool_forward_global_shortcut, "shape")],
     "max_pool_backward_naive": [pool_backward_spread_over_window, pool_backward_assigns_overlaps,
                                 pool_backward_first_entry_of_window, pool_backward_ignores_dout],
     "spatial_batchnorm_forward": [sbn_forward_reshape_without_transpose, sbn_forward_over_batch_only,
                                   sbn_forward_per_sample, sbn_forward_over_height_width_only],
     "spatial_batchnorm_backward": [sbn_backward_reshape_without_transpose, sbn_backward_rows_not_reshaped_back,
-                                   sbn_backward_wrong_transpose_back],
+                                   sbn_backward_wrong_transpose_back,
+                                   (sbn_backward_squeezed_parameter_gradients, "shape")],
     "residual_block_forward": [block_forward_no_final_relu, block_forward_no_shortcut,
                                block_forward_shortcut_after_relu],
     "residual_block_backward": [block_backward_no_shortcut_gradient, block_backward_shortcut_skips_final_relu,

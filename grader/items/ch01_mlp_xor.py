@@ -1,8 +1,12 @@
 """Hidden tests of chapter 01 (MLP and XOR): forward computations, metrics, a data loader.
 
-Values are compared with the trusted references at relative error < 1e-7. The
-data loader is checked by properties (sizes, coverage, pairing, shuffling), so
-any correct order of batches passes.
+Values are compared with the trusted references at relative error < 1e-7. On every
+seed the cases include the degenerate sizes the contracts allow (a batch of one, one
+class, one feature), so a ``squeeze()`` or code that only works for N > 1 loses its item.
+The data loader is checked by properties (sizes, coverage, pairing, shuffling), so
+any correct order of batches passes; its degenerate cases are a dataset of one sample,
+batch_size=1 and a batch_size larger than the dataset (one batch, or none with
+drop_last). Its shuffle is judged by its distribution, see ``DataLoader``.
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..cases import away_from_kinks, small_dims
+from ..cases import at_kinks, away_from_kinks, small_dims
 from ..checks import Failure, describe, expect_array, expect_close, expect_equal, expect_scalar, shape_phrase
 from ..protocol import Call, Case, arr, dataset, lit, ref, rng
 from ..references import ch01_mlp_xor as R
@@ -32,8 +36,12 @@ class ElementwiseItem(Item):
     def extra_cases(self) -> list[dict]:
         return []
 
+    def edge_inputs(self, s) -> list[dict]:
+        """Inputs of the degenerate sizes the contract allows (a batch of one, ...), drawn on every seed."""
+        return []
+
     def cases(self, s):
-        inputs = [self.make_inputs(s) for _ in range(3)] + self.extra_cases()
+        inputs = [self.make_inputs(s) for _ in range(3)] + self.extra_cases() + self.edge_inputs(s)
         return [Case(steps=[Call(self.name, [arr(n) for n in a], save="out")], arrays=a, returns=("out",),
                      label=shape_phrase(**{n: v for n, v in a.items()})) for a in inputs]
 
@@ -55,6 +63,9 @@ class XorFeatures(ElementwiseItem):
     def make_inputs(self, s):
         return {"X": s.inputs.normal(size=(int(s.inputs.integers(3, 9)), 2))}
 
+    def edge_inputs(self, s):
+        return [{"X": s.inputs.normal(size=(1, 2))}]         # a single sample
+
 
 @register(CHAPTER)
 class Sigmoid(ElementwiseItem):
@@ -68,6 +79,9 @@ class Sigmoid(ElementwiseItem):
     def extra_cases(self):
         return [{"x": np.array([[-1000.0, -40.0, 0.0, 40.0, 1000.0]])}]
 
+    def edge_inputs(self, s):
+        return [{"x": s.inputs.normal(0, 3, size=(1, 1))}]   # a single entry
+
 
 @register(CHAPTER)
 class Relu(ElementwiseItem):
@@ -77,6 +91,11 @@ class Relu(ElementwiseItem):
 
     def make_inputs(self, s):
         return {"x": away_from_kinks(s.inputs, small_dims(s.inputs, (2, 5), (2, 5)))}
+
+    def edge_inputs(self, s):
+        # One row, with some entries exactly at the kink (relu(0) = 0); then a single entry.
+        return [{"x": at_kinks(s.inputs, (1, int(s.inputs.integers(3, 7))))},
+                {"x": away_from_kinks(s.inputs, (1, 1))}]
 
 
 @register(CHAPTER)
@@ -92,6 +111,11 @@ class Softmax(ElementwiseItem):
     def extra_cases(self):
         return [{"x": np.array([[1000.0, 1001.0, 999.0], [-1000.0, -1002.0, -1001.0]])}]
 
+    def edge_inputs(self, s):
+        # A batch of one row, and one class (every probability is 1).
+        return [{"x": s.inputs.normal(0, 2, size=(1, int(s.inputs.integers(2, 6))))},
+                {"x": s.inputs.normal(0, 2, size=(int(s.inputs.integers(2, 6)), 1))}]
+
 
 @register(CHAPTER)
 class CrossEntropyFromLogits(Item):
@@ -101,8 +125,10 @@ class CrossEntropyFromLogits(Item):
 
     def cases(self, s):
         cases = []
-        for shift in (0.0, 0.0, 0.0, 800.0):
+        # After the random cases and the large logits: a batch of one, and one class (the loss is 0).
+        for shift, edge in ((0.0, None), (0.0, None), (0.0, None), (800.0, None), (0.0, "N"), (0.0, "C")):
             N, C = small_dims(s.inputs, (2, 6), (2, 5))
+            N, C = {"N": (1, C), "C": (N, 1)}.get(edge, (N, C))
             logits = s.inputs.normal(0, 2, size=(N, C)) + shift
             y = s.inputs.integers(0, C, size=N)
             label = " on logits around 800" if shift else shape_phrase(logits=logits)
@@ -123,8 +149,12 @@ class MlpForward(Item):
 
     def cases(self, s):
         cases = []
-        for _ in range(3):
+        for index in range(5):
             N, D, H, C = small_dims(s.inputs, (2, 6), (2, 4), (3, 8), (1, 4))
+            if index == 3:
+                N = 1                               # a single sample
+            elif index == 4:
+                D, H, C = 1, 1, 1                   # one input feature, one hidden unit, one output
             a = {"X": s.inputs.normal(size=(N, D)), "W1": s.inputs.normal(size=(D, H)),
                  "b1": s.inputs.normal(size=(H,)), "W2": s.inputs.normal(size=(H, C)),
                  "b2": s.inputs.normal(size=(C,))}
@@ -146,16 +176,21 @@ class ClassificationMetrics(Item):
 
     def cases(self, s):
         cases = []
-        for kind in ("random", "random", "no_positive_predictions"):
-            n = int(s.inputs.integers(8, 30))
+        labels = {"random": None, "no_positive_predictions": " when nothing is predicted positive",
+                  "one_sample": " on a single sample"}
+        for kind in ("random", "random", "no_positive_predictions", "one_sample"):
+            n = int(s.inputs.integers(8, 30)) if kind != "one_sample" else 1
             y_true = s.inputs.integers(0, 2, size=n)
-            y_true[0] = 1
-            y_pred = np.zeros(n, dtype=int) if kind != "random" else s.inputs.integers(0, 2, size=n)
+            if kind != "one_sample":
+                y_true[0] = 1
+            y_pred = np.zeros(n, dtype=int) if kind == "no_positive_predictions" else s.inputs.integers(0, 2, size=n)
+            label = labels[kind] or f" on {n} random labels"
+            if kind == "one_sample":
+                label += f" (y_true = {y_true.tolist()}, y_pred = {y_pred.tolist()})"
             cases.append(Case(steps=[Call(self.name, [arr("y_true"), arr("y_pred")], save=("accuracy", "precision",
                                                                                            "recall"))],
                               arrays={"y_true": y_true, "y_pred": y_pred}, returns=("accuracy", "precision", "recall"),
-                              label=" when nothing is predicted positive" if kind != "random" else
-                              f" on {n} random labels"))
+                              label=label))
         return cases
 
     def check(self, case, out):
@@ -175,14 +210,16 @@ class ConfusionMatrix(Item):
 
     def cases(self, s):
         cases = []
-        for kind in ("random", "random", "random", "last_class_unused"):
+        for kind in ("random", "random", "random", "last_class_unused", "one_sample"):
             C = int(s.inputs.integers(2, 6))
             n = int(s.inputs.integers(3 * C * C, 4 * C * C + 8))      # many repeated (true, predicted) pairs
+            n = 1 if kind == "one_sample" else n
             used = C - 1 if kind == "last_class_unused" else C
             y_true = s.inputs.integers(0, used, size=n)
             y_pred = np.where(s.inputs.random(n) < 0.6, y_true, s.inputs.integers(0, used, size=n))
-            label = (f" with num_classes={C} when class {C - 1} never occurs" if kind != "random"
-                     else f" on {n} labels of {C} classes")
+            label = {"last_class_unused": f" with num_classes={C} when class {C - 1} never occurs",
+                     "one_sample": f" on a single sample (y_true = {y_true.tolist()}, y_pred = {y_pred.tolist()}) "
+                                   f"with num_classes={C}"}.get(kind, f" on {n} labels of {C} classes")
             cases.append(Case(steps=[Call(self.name, [arr("y_true"), arr("y_pred"), lit(C)], save="cm")],
                               arrays={"y_true": y_true, "y_pred": y_pred}, context={"C": C}, returns=("cm",),
                               label=label))
@@ -194,31 +231,79 @@ class ConfusionMatrix(Item):
         expect_close(self.name, "the matrix", got, expected.astype(np.float64), TOL, case.label, self.hint)
 
 
+# --- the data loader's shuffle, judged by its distribution ------------------------------------------
+# A correct loader draws a fresh, uniformly random order on every pass (independently of earlier passes).
+# - Two passes in the same order: probability 1 / n! per case. Only cases with n >= MIN_ORDER_N = 14 samples
+#   are checked for it: 1 / 14! < 1.2e-11 per case, two such cases per grading run.
+# - Who shares a batch with whom: in the distribution case the loader makes SHUFFLE_PASSES = 48 passes over
+#   SHUFFLE_N = 10 samples in batches of SHUFFLE_BATCH = 5. In one pass two given samples share a batch with
+#   probability q = 4/9 (``together_probability``), independently across passes, so a pair that is never
+#   together in 48 passes has probability (1 - q)^48 and one that is always together q^48. By the union bound
+#   over the 45 pairs a correct loader fails this check with probability 45 ((5/9)^48 + (4/9)^48) < 3e-11
+#   (``PAIR_FALSE_ALARM``). Shuffling only the order of the batches (some pair always together), shuffling
+#   only within each batch (some pair never together) or rotating the order by a random offset (samples 0
+#   and 5 never together) fail it on every run.
+# A correct loader fails a grading run with probability < 6e-11 in all.
+MIN_ORDER_N = 14
+SHUFFLE_N, SHUFFLE_BATCH, SHUFFLE_PASSES = 10, 5, 48
+
+
+def together_probability(n, batch):
+    """P(two given samples share a batch) in one pass of a uniformly shuffled loader without drop_last."""
+    sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
+    return sum(k * (k - 1) for k in sizes) / (n * (n - 1))
+
+
+_Q = together_probability(SHUFFLE_N, SHUFFLE_BATCH)
+PAIR_FALSE_ALARM = math.comb(SHUFFLE_N, 2) * (_Q ** SHUFFLE_PASSES + (1 - _Q) ** SHUFFLE_PASSES)
+ORDER_FALSE_ALARM = 1 / math.factorial(MIN_ORDER_N)
+SHUFFLE_HINT = ("draw a fresh permutation of ALL the indices at the start of every pass (rng.permutation over "
+                "range(N)) and cut it into consecutive batches: shuffling only the order of the batches, only "
+                "within each batch, or rotating the order keeps some samples always (or never) together.")
+
+
 @register(CHAPTER)
 class DataLoader(Item):
-    """Checked by properties: batch sizes, coverage of every sample once, x/y pairing, shuffling."""
+    """Checked by properties: batch sizes, coverage of every sample once, x/y pairing, shuffling.
+
+    Degenerate cases on every seed: a dataset of one sample, batch_size=1, and a batch_size larger than the
+    dataset (one batch; none with drop_last). The shuffle is judged by its distribution (the bounds above):
+    a new order on every pass, and over 48 passes every two samples sometimes share a batch and sometimes not.
+    """
 
     name = "DataLoader"
     hint = ""
 
+    def _case(self, s, n, batch, shuffle, drop_last, passes=2, note=""):
+        X = np.arange(n * 2, dtype=float).reshape(n, 2) + s.inputs.normal(size=(n, 2)) * 0.01
+        y = np.arange(n) * 10
+        steps = [Call("DataLoader", [dataset("X", "y")],
+                      {"batch_size": lit(batch), "shuffle": lit(shuffle), "drop_last": lit(drop_last),
+                       "rng": rng(s.seeds.integers(2**31))}, save="loader"),
+                 Call("len", [ref("loader")], save="length", builtin=True)]
+        steps += [Call("list", [ref("loader")], save=f"epoch{k}", builtin=True) for k in range(1, passes + 1)]
+        return Case(steps=steps, arrays={"X": X, "y": y},
+                    returns=("length",) + tuple(f"epoch{k}" for k in range(1, passes + 1)),
+                    context={"n": n, "batch": batch, "shuffle": shuffle, "drop_last": drop_last, "passes": passes},
+                    label=f" with {n} sample{'s' if n > 1 else ''}, batch_size={batch}, shuffle={shuffle}, "
+                          f"drop_last={drop_last}{note}")
+
     def cases(self, s):
         cases = []
         for shuffle, drop_last in ((False, False), (False, True), (True, False), (True, True)):
-            n = int(s.inputs.integers(10, 23))
+            n = int(s.inputs.integers(MIN_ORDER_N, 23))
             batch = int(s.inputs.integers(2, 6))
             if n % batch == 0:
                 n += 1          # make sure there is a partial last batch to keep or drop
-            X = np.arange(n * 2, dtype=float).reshape(n, 2) + s.inputs.normal(size=(n, 2)) * 0.01
-            y = np.arange(n) * 10
-            steps = [Call("DataLoader", [dataset("X", "y")],
-                          {"batch_size": lit(batch), "shuffle": lit(shuffle), "drop_last": lit(drop_last),
-                           "rng": rng(s.seeds.integers(2**31))}, save="loader"),
-                     Call("len", [ref("loader")], save="length", builtin=True),
-                     Call("list", [ref("loader")], save="epoch1", builtin=True),
-                     Call("list", [ref("loader")], save="epoch2", builtin=True)]
-            cases.append(Case(steps=steps, arrays={"X": X, "y": y}, returns=("length", "epoch1", "epoch2"),
-                              context={"n": n, "batch": batch, "shuffle": shuffle, "drop_last": drop_last},
-                              label=f" with {n} samples, batch_size={batch}, shuffle={shuffle}, drop_last={drop_last}"))
+            cases.append(self._case(s, n, batch, shuffle, drop_last))
+        # Degenerate sizes: one sample; batches of one; a batch larger than the dataset, kept or dropped.
+        small = int(s.inputs.integers(3, 7))
+        bigger = small + int(s.inputs.integers(1, 4))
+        for n, batch, shuffle, drop_last in ((1, 1, True, False), (small, 1, False, True),
+                                             (small, bigger, True, False), (small, bigger, False, True)):
+            cases.append(self._case(s, n, batch, shuffle, drop_last))
+        cases.append(self._case(s, SHUFFLE_N, SHUFFLE_BATCH, True, False, passes=SHUFFLE_PASSES,
+                                note=f", over {SHUFFLE_PASSES} passes"))
         return cases
 
     def check(self, case, out):
@@ -231,8 +316,8 @@ class DataLoader(Item):
         expect_close(self.name, "len(loader)", length, expected_batches, 1e-12, where,
                      "len() is the number of batches: ceil(N / batch_size), or floor with drop_last.")
         orders = []
-        for epoch in ("epoch1", "epoch2"):
-            batches = out[epoch]
+        for k in range(1, case.context["passes"] + 1):
+            batches = out[f"epoch{k}"]
             if not isinstance(batches, list):
                 raise Failure(f"{self.name}: iterating over the loader should give batches, got {describe(batches)}.")
             if len(batches) != expected_batches:
@@ -245,9 +330,11 @@ class DataLoader(Item):
                     raise Failure(f"{self.name}: each batch should be a pair (X_batch, y_batch), got {describe(b)}.")
                 size = batch if (i < len(batches) - 1 or drop_last or n % batch == 0) else n % batch
                 xb = expect_array(self.name, f"X_batch {i}", b[0], (size, 2), where,
-                                  "stack the samples of a batch into one array (np.stack).")
+                                  "stack the samples of a batch into one array (np.stack), also when it holds one "
+                                  "sample: its shape is (batch size, 2).")
                 yb = expect_array(self.name, f"y_batch {i}", b[1], (size,), where,
-                                  "stack the labels of a batch into one array.")
+                                  "stack the labels of a batch into one array of shape (batch size,), also when it "
+                                  "holds one label.")
                 idx = np.rint(yb / 10).astype(int)
                 if np.any(np.abs(yb - idx * 10) > 0) or np.any(idx < 0) or np.any(idx >= n):
                     raise Failure(f"{self.name}: y_batch {i} contains labels that are not in the dataset{where}.")
@@ -264,11 +351,33 @@ class DataLoader(Item):
                 expect_equal(self.name, "the sample order", rows, list(range(len(rows))), where,
                              "without shuffle, batches follow the dataset order.")
             orders.append(rows)
-        if shuffle and orders[0] == orders[1] and orders[0] == sorted(orders[0]):
-            # Probability that a correct shuffle leaves >= 10 samples in order twice: < 1 / 10!^2.
+        if shuffle and n >= MIN_ORDER_N and orders[0] == orders[1] and orders[0] == sorted(orders[0]):
             raise Failure(f"{self.name}: shuffle=True left the samples in their original order{where}.\n"
                           "Hint: draw a new permutation at the start of every pass (in __iter__).")
-        if shuffle and orders[0] == orders[1]:
-            # A correct loader repeats the same order with probability < 1 / 10! per case.
-            raise Failure(f"{self.name}: two passes gave the same order{where}.\n"
+        if shuffle and n >= MIN_ORDER_N and orders[0] == orders[1]:
+            raise Failure(f"{self.name}: two passes gave the same order{where} (a correct shuffle repeats an order "
+                          f"of {n} samples with probability 1/{n}! < {ORDER_FALSE_ALARM:.0e}).\n"
                           "Hint: draw a new permutation at the start of every pass (in __iter__), not in __init__.")
+        if case.context["passes"] > 2:
+            self._check_pairs(case, out)
+
+    def _check_pairs(self, case, out):
+        """Every two samples share a batch in some passes and not in others (bounds above the class)."""
+        n, passes = case.context["n"], case.context["passes"]
+        together = np.zeros((n, n), dtype=int)
+        for k in range(1, passes + 1):
+            for b in out[f"epoch{k}"]:
+                idx = np.rint(np.asarray(b[1], dtype=float) / 10).astype(int)
+                together[np.ix_(idx, idx)] += 1
+        q = together_probability(n, case.context["batch"])
+        for count, what in ((0, "never"), (passes, "always")):
+            pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if together[i, j] == count]
+            if pairs:
+                i, j = pairs[0]
+                chance = (1 - q) ** passes if count == 0 else q ** passes
+                raise Failure(
+                    f"{self.name}: samples {i} and {j} were {what} in the same batch{case.label} "
+                    f"({len(pairs)} pair{'s' if len(pairs) > 1 else ''} like that). With a uniformly random order "
+                    f"two samples share a batch with probability {q:.3f} in each pass, so a correct shuffle does "
+                    f"this with probability {chance:.0e} per pair (false-alarm probability {PAIR_FALSE_ALARM:.0e} "
+                    f"for all {math.comb(n, 2)} pairs).\nHint: {SHUFFLE_HINT}")

@@ -4,6 +4,13 @@ Forward passes are compared with the trusted references; every gradient is
 compared with a centered-difference gradient of the trusted reference forward,
 in float64, at relative error < 1e-7 (smooth layers) or < 1e-5 where the layer
 has a kink (inputs are drawn away from kinks, so correct code never fails).
+
+On every seed the cases also hold the degenerate sizes the contracts allow (a batch
+of N = 1, a feature or output size of 1), so a ``squeeze()`` or code that only works
+for N > 1 loses its item; and a layer with a kink (ReLU, leaky ReLU, |x|) gets one case
+with inputs EXACTLY at the kink, judged against the contract's derivative there (ReLU's
+gradient at 0 is 0, leaky ReLU's is the slope, L1's is sign(0) = 0) from the references'
+``*_contract`` helpers: a centered difference straddles the kink and is wrong there.
 A backward item is charged only for its own outputs: the learner's forward, which its
 cases call first, costs the forward's item when it is wrong (see ``BackwardItem``).
 """
@@ -11,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cases import away_from_kinks, small_dims
+from ..cases import at_kinks, away_from_kinks, small_dims
 from ..checks import Failure, expect_array, expect_close, expect_scalar, shape_phrase
-from ..numerics import numerical_gradient, numerical_gradient_array
+from ..numerics import numerical_gradient, numerical_gradient_array, rel_error
 from ..protocol import Call, Case, arr, lit, ref, test_function
 from ..references import ch02_backprop as R
 from . import Item, known_mistake, register
@@ -34,8 +41,9 @@ class NumericalGradient(Item):
     def cases(self, s):
         cases = []
         # log_sum_exp couples all entries: it catches an entry that was never restored, even on a copy.
-        for i, fn in enumerate(["weighted_cubic", "log_cosh", "weighted_cubic", "log_sum_exp"]):
-            shape = [(3, 4), (5,), (2, 3, 2), (3, 3)][i]
+        # The last case has a single entry: x of shape (1, 1).
+        for i, fn in enumerate(["weighted_cubic", "log_cosh", "weighted_cubic", "log_sum_exp", "weighted_cubic"]):
+            shape = [(3, 4), (5,), (2, 3, 2), (3, 3), (1, 1)][i]
             x = s.inputs.normal(size=shape)
             a = s.inputs.uniform(0.5, 2.0, size=shape)
             b = s.inputs.normal(size=shape)
@@ -68,7 +76,7 @@ class NumericalGradientArray(Item):
 
     def cases(self, s):
         cases = []
-        for shape in [(4, 3), (6,)]:
+        for shape in [(4, 3), (6,), (1, 1)]:          # (1, 1): a single entry
             x = s.inputs.normal(size=shape)
             a = s.inputs.uniform(0.5, 1.5, size=shape)
             b = s.inputs.normal(size=shape)
@@ -107,8 +115,9 @@ class GraphExample(Item):
 
     def cases(self, s):
         x = s.inputs.uniform(-1.0, 2.0, size=(int(s.inputs.integers(3, 8)),))
-        return [Case(steps=[Call("graph_example", [arr("x")], save=("f", "dfdx"))], arrays={"x": x},
-                     returns=("f", "dfdx"), label=shape_phrase(x=x))]
+        single = s.inputs.uniform(-1.0, 2.0, size=(1,))          # a single entry
+        return [Case(steps=[Call("graph_example", [arr("x")], save=("f", "dfdx"))], arrays={"x": v},
+                     returns=("f", "dfdx"), label=shape_phrase(x=v)) for v in (x, single)]
 
     def check(self, case, out):
         x = case.arrays["x"]
@@ -136,6 +145,19 @@ class ForwardItem(Item):
         """Inputs of case ``index`` (0, 1, 2); override to make sure a situation is always covered."""
         return self.make_inputs(s)
 
+    def edge_inputs(self, s) -> list[tuple[dict, dict]]:
+        """(arrays, kwargs) of the degenerate sizes the contract allows (N = 1, a size of 1), on every seed."""
+        return []
+
+    def kink_inputs(self, s) -> list[tuple[dict, dict]]:
+        """(arrays, kwargs) with entries EXACTLY at the layer's kink; the backward item judges them against
+        the contract's derivative there (``BackwardItem.contract``)."""
+        return []
+
+    def extra_inputs(self, s) -> list[tuple[dict, dict, bool]]:
+        """(arrays, kwargs, at a kink?) of every case after the three random ones."""
+        return [(a, k, False) for a, k in self.edge_inputs(s)] + [(a, k, True) for a, k in self.kink_inputs(s)]
+
     def forward_call(self, kwargs) -> Call:
         """The forward call ``name(*inputs, **kwargs) -> (out, cache)``; the reference takes the same arguments.
 
@@ -149,10 +171,10 @@ class ForwardItem(Item):
 
     def cases(self, s):
         cases = []
-        for index in range(3):
-            arrays, kwargs = self.inputs_for_case(s, index)
+        inputs = [self.inputs_for_case(s, index) + (False,) for index in range(3)] + self.extra_inputs(s)
+        for arrays, kwargs, kink in inputs:
             cases.append(Case(steps=[self.forward_call(kwargs)], arrays=arrays, returns=("out",),
-                              context={"kwargs": kwargs}, label=self.label(arrays, kwargs)))
+                              context={"kwargs": kwargs, "kink": kink}, label=self.label(arrays, kwargs)))
         return cases + self.probe_cases(s)
 
     def mistakes(self, case) -> list:
@@ -189,18 +211,24 @@ class BackwardItem(Item):
     grad_names: tuple = ()          # e.g. ("dx", "dw", "db"), in the order the function returns them
     tolerance = SMOOTH
     hints: dict = {}
+    # Layers with a kink: the contract's derivative there, and what a message and its hint say about it.
+    contract = None                 # (dout, **inputs, **kwargs) -> dx, e.g. R.relu_backward_contract
+    kink_rule = ""                  # "dx = dout where x > 0 and 0 elsewhere, so 0 where x = 0"
+    kink_hint = ""
 
     def cases(self, s):
         fwd = self.forward
         cases = []
-        for index in range(3):
-            arrays, kwargs = fwd.inputs_for_case(s, index)
-            out_shape = type(fwd).reference(*[arrays[n] for n in fwd.input_names], **kwargs).shape
-            arrays["dout"] = s.upstream.normal(size=out_shape)
-            save = self.grad_names if len(self.grad_names) > 1 else self.grad_names[0]
-            steps = [fwd.forward_call(kwargs), Call(self.name, [arr("dout"), ref("cache")], save=save)]
-            cases.append(Case(steps=steps, arrays=arrays, returns=("out",) + tuple(self.grad_names),
-                              context={"kwargs": kwargs}, label=fwd.label(arrays, kwargs)))
+        for index in range(4):
+            # The three random cases, then (index 3) the degenerate sizes and the kink cases.
+            batch = [fwd.inputs_for_case(s, index) + (False,)] if index < 3 else fwd.extra_inputs(s)
+            for arrays, kwargs, kink in batch:
+                out_shape = type(fwd).reference(*[arrays[n] for n in fwd.input_names], **kwargs).shape
+                arrays["dout"] = s.upstream.normal(size=out_shape)
+                save = self.grad_names if len(self.grad_names) > 1 else self.grad_names[0]
+                steps = [fwd.forward_call(kwargs), Call(self.name, [arr("dout"), ref("cache")], save=save)]
+                cases.append(Case(steps=steps, arrays=arrays, returns=("out",) + tuple(self.grad_names),
+                                  context={"kwargs": kwargs, "kink": kink}, label=fwd.label(arrays, kwargs)))
         return cases + self.probe_cases(s)
 
     def prerequisite_fault(self, case, out):
@@ -215,6 +243,8 @@ class BackwardItem(Item):
         fwd = self.forward
         inputs = {n: case.arrays[n] for n in fwd.input_names}
         kwargs = case.context["kwargs"]
+        if case.context.get("kink"):
+            return self.check_at_kink(case, out, inputs, kwargs)
         reference = type(fwd).reference
         for grad_name, input_name in zip(self.grad_names, fwd.input_names):
             def f(v, input_name=input_name):
@@ -223,6 +253,37 @@ class BackwardItem(Item):
             hint = self.hints.get(grad_name, "")
             got = expect_array(self.name, grad_name, out[grad_name], inputs[input_name].shape, case.label, hint)
             expect_close(self.name, grad_name, got, expected, self.tolerance, case.label, hint)
+
+    def check_at_kink(self, case, out, inputs, kwargs):
+        """dx on an x with entries exactly at the kink, against the contract's derivative (everywhere)."""
+        grad_name, input_name = self.grad_names[0], self.forward.input_names[0]
+        x = inputs[input_name]
+        expected = type(self).contract(case.arrays["dout"], **inputs, **kwargs)
+        hint = self.hints.get(grad_name, "")
+        got = expect_array(self.name, grad_name, out[grad_name], x.shape, case.label, hint)
+        kink_error = kink_mismatch(got, expected, x == 0, self.tolerance)
+        if kink_error is not None:
+            index, err = kink_error
+            raise Failure(f"{self.name}: {grad_name} is wrong at index {index}, where {input_name} is exactly 0,"
+                          f"{case.label}: your backward gives {got[index]:.4g}, the contract gives "
+                          f"{expected[index]:.4g} ({self.kink_rule}; relative error {err:.1e}, must be < "
+                          f"{self.tolerance:.0e}).\nHint: {self.kink_hint}")
+        expect_close(self.name, grad_name, got, expected, self.tolerance, case.label, hint)
+
+
+def kink_mismatch(got, expected, at_kink, tol):
+    """(index of the worst entry, relative error) where ``at_kink`` holds and ``got`` is off, or None.
+
+    The error is measured like ``rel_error`` on the kink entries alone, so an error there is never diluted
+    by the larger entries elsewhere.
+    """
+    if not at_kink.any():
+        return None
+    err = rel_error(got[at_kink], expected[at_kink])
+    if err < tol:
+        return None
+    diff = np.where(at_kink, np.abs(got - expected), -1.0)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), got.shape)), err
 
 
 @register(CHAPTER)
@@ -237,6 +298,15 @@ class AffineForward(ForwardItem):
         x = s.inputs.normal(size=(N, d1, d2))
         return {"x": x, "w": s.inputs.normal(size=(d1 * d2, M)), "b": s.inputs.normal(size=(M,))}, {}
 
+    def edge_inputs(self, s):
+        # A batch of one, x of shape (1, d1, d2); then D = 1 and M = 1: x of shape (N, 1), w (1, 1), b (1,).
+        _, d1, d2, M = small_dims(s.inputs, (2, 5), (2, 4), (1, 3), (2, 5))
+        N = int(s.inputs.integers(2, 6))
+        return [({"x": s.inputs.normal(size=(1, d1, d2)), "w": s.inputs.normal(size=(d1 * d2, M)),
+                  "b": s.inputs.normal(size=(M,))}, {}),
+                ({"x": s.inputs.normal(size=(N, 1)), "w": s.inputs.normal(size=(1, 1)),
+                  "b": s.inputs.normal(size=(1,))}, {})]
+
 
 @register(CHAPTER)
 class AffineBackward(BackwardItem):
@@ -248,21 +318,39 @@ class AffineBackward(BackwardItem):
              "db": "db sums dout over the batch axis: db = dout.sum(axis=0), shape (M,)."}
 
 
-def _activation_inputs(s, kinks=()):
-    shape = small_dims(s.inputs, (2, 5), (2, 6))
+def _activation_inputs(s, kinks=(), n_range=(2, 5)):
+    shape = small_dims(s.inputs, n_range, (2, 6))
     x = away_from_kinks(s.inputs, shape, kinks=kinks, scale=2.0) if kinks else s.inputs.normal(0, 2.0, size=shape)
     return {"x": x}
 
 
-@register(CHAPTER)
-class ReluForward(ForwardItem):
-    name = "relu_forward"
-    reference = R.relu_forward
+def _kink_inputs(s):
+    """x of shape (N, D) with about 40% of its entries exactly 0, the others at least 0.01 away from 0."""
+    return {"x": at_kinks(s.inputs, small_dims(s.inputs, (2, 4), (3, 6)), kinks=(0.0,), scale=2.0)}
+
+
+class ActivationForward(ForwardItem):
+    """An elementwise activation ``name(x) -> (out, cache)``; a batch of one on every seed."""
+
     input_names = ("x",)
-    hint = "out = max(0, x) elementwise: np.maximum(0, x)."
+    kinks: tuple = ()
 
     def make_inputs(self, s):
-        return _activation_inputs(s, kinks=(0.0,)), {}
+        return _activation_inputs(s, kinks=self.kinks), {}
+
+    def edge_inputs(self, s):
+        return [(_activation_inputs(s, kinks=self.kinks, n_range=(1, 1)), {})]
+
+
+@register(CHAPTER)
+class ReluForward(ActivationForward):
+    name = "relu_forward"
+    reference = R.relu_forward
+    kinks = (0.0,)
+    hint = "out = max(0, x) elementwise: np.maximum(0, x)."
+
+    def kink_inputs(self, s):
+        return [(_kink_inputs(s), {})]
 
 
 @register(CHAPTER)
@@ -272,13 +360,17 @@ class ReluBackward(BackwardItem):
     grad_names = ("dx",)
     tolerance = KINKED
     hints = {"dx": "dx = dout where x > 0 and 0 elsewhere; mask with the forward input, not with dout."}
+    contract = staticmethod(R.relu_backward_contract)
+    kink_rule = "dx = dout where x > 0 and 0 elsewhere, so 0 where x is exactly 0"
+    kink_hint = ("at x = 0 exactly ReLU's gradient is 0 in this course (as in PyTorch): only strictly positive "
+                 "inputs let dout through, so the mask needs a strict comparison.")
 
 
 @register(CHAPTER)
-class LeakyReluForward(ForwardItem):
+class LeakyReluForward(ActivationForward):
     name = "leaky_relu_forward"
     reference = R.leaky_relu_forward
-    input_names = ("x",)
+    kinks = (0.0,)
     hint = "out = x where x > 0, slope * x elsewhere; use the slope argument, not a constant."
 
     def make_inputs(self, s):
@@ -289,6 +381,12 @@ class LeakyReluForward(ForwardItem):
         kwargs = {} if index == 0 else {"slope": float(np.round(s.inputs.uniform(0.05, 0.3), 3))}
         return _activation_inputs(s, kinks=(0.0,)), kwargs
 
+    def edge_inputs(self, s):
+        return [(_activation_inputs(s, kinks=(0.0,), n_range=(1, 1)), self.inputs_for_case(s, 1)[1])]
+
+    def kink_inputs(self, s):
+        return [(_kink_inputs(s), {"slope": float(np.round(s.inputs.uniform(0.05, 0.3), 3))})]
+
 
 @register(CHAPTER)
 class LeakyReluBackward(BackwardItem):
@@ -297,17 +395,17 @@ class LeakyReluBackward(BackwardItem):
     grad_names = ("dx",)
     tolerance = KINKED
     hints = {"dx": "dx = dout where x > 0 and slope * dout elsewhere; keep the slope in the cache."}
+    contract = staticmethod(R.leaky_relu_backward_contract)
+    kink_rule = "dx = dout where x > 0 and slope * dout elsewhere, so slope * dout where x is exactly 0"
+    kink_hint = ("x = 0 is not positive, so there the gradient is slope * dout, as on the negative side: only "
+                 "strictly positive inputs pass dout through unscaled.")
 
 
 @register(CHAPTER)
-class SigmoidForward(ForwardItem):
+class SigmoidForward(ActivationForward):
     name = "sigmoid_forward"
     reference = R.sigmoid_forward
-    input_names = ("x",)
     hint = "out = 1 / (1 + exp(-x)); for very negative x use exp(x) / (1 + exp(x)) to avoid overflow."
-
-    def make_inputs(self, s):
-        return _activation_inputs(s), {}
 
     def cases(self, s):
         extreme = np.array([[-800.0, -30.0, 0.0, 30.0, 800.0]])
@@ -325,14 +423,10 @@ class SigmoidBackward(BackwardItem):
 
 
 @register(CHAPTER)
-class TanhForward(ForwardItem):
+class TanhForward(ActivationForward):
     name = "tanh_forward"
     reference = R.tanh_forward
-    input_names = ("x",)
     hint = "out = np.tanh(x)."
-
-    def make_inputs(self, s):
-        return _activation_inputs(s), {}
 
 
 @register(CHAPTER)
@@ -360,14 +454,28 @@ class LossItem(Item):
         """Inputs of case ``index`` (0, 1, 2); override to make sure a situation is always covered."""
         return self.make_inputs(s)
 
-    def case_from(self, arrays, label=None):
+    def edge_inputs(self, s) -> list[dict]:
+        """Inputs of the degenerate sizes the contract allows (a batch of one, a single element), every seed."""
+        return []
+
+    # A loss with a kink where pred == y (L1): cases with entries exactly there, judged by the contract.
+    contract = None                 # (pred, y) -> dpred
+    kink_rule = ""
+    kink_hint = ""
+
+    def kink_inputs(self, s) -> list[dict]:
+        return []
+
+    def case_from(self, arrays, label=None, kink=False):
         names = list(arrays)
         return Case(steps=[Call(self.name, [arr(n) for n in names], save=("loss", self.grad_name))],
-                    arrays=arrays, returns=("loss", self.grad_name),
+                    arrays=arrays, returns=("loss", self.grad_name), context={"kink": kink},
                     label=label or shape_phrase(**{names[0]: arrays[names[0]]}))
 
     def cases(self, s):
-        return [self.case_from(self.inputs_for_case(s, index)) for index in range(3)]
+        return ([self.case_from(self.inputs_for_case(s, index)) for index in range(3)]
+                + [self.case_from(arrays) for arrays in self.edge_inputs(s)]
+                + [self.case_from(arrays, kink=True) for arrays in self.kink_inputs(s)])
 
     def check(self, case, out):
         first, second = list(case.arrays)
@@ -375,9 +483,19 @@ class LossItem(Item):
         reference = type(self).reference
         loss = expect_scalar(self.name, "loss", out["loss"], case.label, self.hints.get("loss", ""))
         expect_close(self.name, "loss", loss, reference(pred, y), SMOOTH, case.label, self.hints.get("loss", ""))
-        expected = numerical_gradient(lambda v: reference(v, y), pred)
         hint = self.hints.get(self.grad_name, "")
         got = expect_array(self.name, self.grad_name, out[self.grad_name], pred.shape, case.label, hint)
+        if case.context.get("kink"):
+            expected = type(self).contract(pred, y)
+            kink_error = kink_mismatch(got, expected, pred == y, self.tolerance)
+            if kink_error is not None:
+                index, err = kink_error
+                raise Failure(f"{self.name}: {self.grad_name} is wrong at index {index}, where {first} equals y "
+                              f"exactly,{case.label}: your gradient gives {got[index]:.4g}, the contract gives "
+                              f"{expected[index]:.4g} ({self.kink_rule}; relative error {err:.1e}, must be < "
+                              f"{self.tolerance:.0e}).\nHint: {self.kink_hint}")
+        else:
+            expected = numerical_gradient(lambda v: reference(v, y), pred)
         expect_close(self.name, self.grad_name, got, expected, self.tolerance, case.label, hint)
 
 
@@ -392,6 +510,10 @@ class SoftmaxLoss(LossItem):
     def make_inputs(self, s):
         N, C = small_dims(s.inputs, (2, 6), (2, 5))
         return {"x": s.inputs.normal(size=(N, C)), "y": s.inputs.integers(0, C, size=N)}
+
+    def edge_inputs(self, s):
+        C = int(s.inputs.integers(2, 6))            # a batch of one: x of shape (1, C)
+        return [{"x": s.inputs.normal(size=(1, C)), "y": s.inputs.integers(0, C, size=1)}]
 
     def cases(self, s):
         # Logits around 1000 overflow exp() unless the row max is subtracted.
@@ -428,6 +550,10 @@ class BceLoss(LossItem):
         shape = (int(s.inputs.integers(3, 9)),) if index == 0 else small_dims(s.inputs, (2, 5), (2, 3))
         return {"p": s.inputs.uniform(0.05, 0.95, size=shape), "y": s.inputs.integers(0, 2, size=shape).astype(float)}
 
+    def edge_inputs(self, s):
+        return [{"p": s.inputs.uniform(0.05, 0.95, size=(1, 1)),          # a single element
+                 "y": s.inputs.integers(0, 2, size=(1, 1)).astype(float)}]
+
 
 @register(CHAPTER)
 class MseLoss(LossItem):
@@ -445,6 +571,9 @@ class MseLoss(LossItem):
         shape = small_dims(s.inputs, (2, 6), (1, 4) if index == 0 else (2, 4))
         return {"pred": s.inputs.normal(size=shape), "y": s.inputs.normal(size=shape)}
 
+    def edge_inputs(self, s):
+        return [{"pred": s.inputs.normal(size=(1, 1)), "y": s.inputs.normal(size=(1, 1))}]
+
 
 @register(CHAPTER)
 class L1Loss(LossItem):
@@ -454,6 +583,10 @@ class L1Loss(LossItem):
     tolerance = KINKED
     hints = {"loss": "loss = mean(|pred - y|) over all elements.",
              "dpred": "dpred = sign(pred - y) / pred.size."}
+    contract = staticmethod(R.l1_loss_gradient_contract)
+    kink_rule = "dpred = sign(pred - y) / pred.size, and sign(0) = 0"
+    kink_hint = ("where pred equals y exactly, |pred - y| has its kink and the contract's gradient is sign(0) = 0; "
+                 "a comparison such as pred > y (or >=) gives +-1 there instead of 0.")
 
     def make_inputs(self, s):
         return self.inputs_for_case(s, 1)
@@ -462,4 +595,14 @@ class L1Loss(LossItem):
         shape = small_dims(s.inputs, (2, 6), (1, 4) if index == 0 else (2, 4))
         y = s.inputs.normal(size=shape)
         return {"pred": y + away_from_kinks(s.inputs, shape, kinks=(0.0,), margin=1e-2), "y": y}
+
+    def edge_inputs(self, s):
+        y = s.inputs.normal(size=(1, 1))
+        return [{"pred": y + away_from_kinks(s.inputs, (1, 1), kinks=(0.0,), margin=1e-2), "y": y}]
+
+    def kink_inputs(self, s):
+        # About 40% of the entries of pred equal y exactly (pred - y is computed exactly there: y + 0.0 == y).
+        shape = small_dims(s.inputs, (2, 4), (3, 5))
+        y = s.inputs.normal(size=shape)
+        return [{"pred": y + at_kinks(s.inputs, shape, kinks=(0.0,), margin=1e-2), "y": y}]
 

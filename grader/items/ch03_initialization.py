@@ -4,15 +4,21 @@ The initializers are random, so they are judged by properties of what they
 return, never by comparison with one reference draw:
 
 - the exact shape (fan_in, fan_out), with fan_in and fan_out far apart, so a
-  swapped shape and a standard deviation taken from fan_out both fail;
+  swapped shape and a standard deviation taken from fan_out both fail; on every
+  seed also a single column (fan_out = 1) and a single row (fan_in = 1), where a
+  ``squeeze()`` loses an axis;
 - the ``rng`` argument is the only source of randomness: two generators with the
   same seed give identical arrays, a generator with another seed a different one
   (``np.random.randn`` or a generator made inside the function fail);
 - the distribution, with tolerances derived from exact tail bounds so that a
   correct answer fails with probability < 1e-9 per grading run (see
-  ``FALSE_ALARM_PER_CASE``): mean 0, the right standard deviation, and Gaussian
-  tails (a uniform draw with the right standard deviation has no values beyond
-  2 standard deviations, a Gaussian 4.55% of them).
+  ``FALSE_ALARM_PER_CASE``): independent entries (the row sums and the column
+  sums spread as much as sums of independent draws do, so a row or a column drawn
+  once and repeated fails), mean 0, the right standard deviation, Gaussian tails
+  (a uniform draw with the right standard deviation has no values beyond 2
+  standard deviations, a Gaussian 4.55% of them), and the whole empirical CDF
+  within the Dvoretzky-Kiefer-Wolfowitz band of the normal CDF (a Laplace draw
+  with the right standard deviation passes the other checks, not this one).
 
 ``layer_activations`` is deterministic and compared with the reference forward;
 ``two_layer_tanh_loss`` is compared with the reference loss and with
@@ -45,14 +51,61 @@ SMOOTH = 1e-7
 # Gaussian tails: K = #{|w| > 2 sigma} ~ Binomial(n, p) with p = P(|Z| > 2) = 0.0455, mean mu = n p.
 #   Accept 0.5 mu < K < 1.5 mu. Chernoff: P(K <= mu / 2) <= exp(-mu / 8) and P(K >= 1.5 mu) <=
 #   exp(-mu / 10); with n >= 6000 (mu >= 273) that is <= 1.6e-12 in all.
-# Per case at most 3.2e-11; 3 cases per initializer and 2 initializers: < 2e-10 per grading run.
+# Independence, free of the mean and the scale: for n = r * c i.i.d. N(mu, tau^2) entries of an r x c array, the
+#   r row sums R_i have sum_i (R_i - mean R)^2 / (c tau^2) ~ chi-square(r - 1), and the sample variance s^2 (ddof 0)
+#   has n s^2 / tau^2 ~ chi-square(n - 1). Laurent-Massart on both (x = INDEPENDENCE_X = 30): the statistic
+#   sum_i (R_i - mean R)^2 / (c s^2) exceeds ``independence_bound(r - 1, n)`` with probability <= 2 e^-30 =
+#   1.9e-13 for the rows, the same for the columns.
+#   A row (or column) drawn once and repeated multiplies the statistic of the columns (rows) by the number of
+#   repeats, >= 20 in the cases with two fans > 1, while the bound is at most 7.8 times its mean.
+# Empirical CDF (Dvoretzky-Kiefer-Wolfowitz with Massart's constant): for n i.i.d. draws from N(0, sigma^2),
+#   P(sup_u |F_n(u) - Phi(u / sigma)| > eps) <= 2 exp(-2 n eps^2); eps = sqrt(ln(2 / DKW_FALSE_ALARM) / (2 n))
+#   with DKW_FALSE_ALARM = 1e-11 (eps = 0.047 for 6000 draws). Laplace with the right standard deviation is 0.06
+#   away from the normal CDF.
+# Per case at most 4.3e-11; 5 cases per initializer and 2 initializers: < 5e-10 per grading run.
 MEAN_Z = 7.0
 CHI2_X = 25.0
 TAIL_P = math.erfc(2.0 / math.sqrt(2.0))
 TAIL_BAND = (0.5, 1.5)
 MIN_DRAWS = 6000
+INDEPENDENCE_X = 30.0
+DKW_FALSE_ALARM = 1e-11
 FALSE_ALARM_PER_CASE = (math.erfc(MEAN_Z / math.sqrt(2.0)) + 2 * math.exp(-CHI2_X)
-                        + math.exp(-MIN_DRAWS * TAIL_P / 8) + math.exp(-MIN_DRAWS * TAIL_P / 10))
+                        + math.exp(-MIN_DRAWS * TAIL_P / 8) + math.exp(-MIN_DRAWS * TAIL_P / 10)
+                        + 4 * math.exp(-INDEPENDENCE_X) + DKW_FALSE_ALARM)
+
+
+def independence_bound(k, n, x=INDEPENDENCE_X):
+    """The largest sum_i (R_i - mean R)^2 / (c s^2) accepted for k = r - 1 and n = r * c (see above).
+
+    Laurent-Massart: chi2(k) <= k + 2 sqrt(k x) + 2 x and chi2(n - 1) >= n - 1 - 2 sqrt((n - 1) x), each with
+    probability >= 1 - e^-x; then n s^2 / tau^2 >= n - 1 - 2 sqrt((n - 1) x).
+    """
+    low = (n - 1 - 2.0 * math.sqrt((n - 1) * x)) / n
+    return (k + 2.0 * math.sqrt(k * x) + 2.0 * x) / low
+
+
+def dkw_band(n, false_alarm=DKW_FALSE_ALARM):
+    """The eps with 2 exp(-2 n eps^2) = false_alarm: the largest sup |F_n - Phi| accepted for n draws."""
+    return math.sqrt(math.log(2.0 / false_alarm) / (2.0 * n))
+
+
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def normal_cdf(u):
+    return 0.5 * (1.0 + _ERF(np.asarray(u, dtype=np.float64) / math.sqrt(2.0)).astype(np.float64))
+
+
+def ks_distance(u):
+    """sup_u |F_n(u) - Phi(u)| of the sample ``u`` against the standard normal CDF, and where it is largest."""
+    u = np.sort(np.asarray(u, dtype=np.float64).reshape(-1))
+    n = u.size
+    cdf = normal_cdf(u)
+    above = np.arange(1, n + 1) / n - cdf
+    below = cdf - np.arange(0, n) / n
+    i, j = int(np.argmax(above)), int(np.argmax(below))
+    return (float(above[i]), float(u[i])) if above[i] >= below[j] else (float(below[j]), float(u[j]))
 
 
 def std_band(n):
@@ -63,7 +116,15 @@ def std_band(n):
 
 
 class InitItem(Item):
-    """``name(fan_in, fan_out, rng) -> W`` of shape (fan_in, fan_out), N(0, sigma^2) entries."""
+    """``name(fan_in, fan_out, rng) -> W`` of shape (fan_in, fan_out), N(0, sigma^2) entries.
+
+    Judged by its distribution on five fresh draws of at least MIN_DRAWS = 6000 entries (one a single column,
+    one a single row): independence of the entries (Laurent-Massart on the spread of row and column sums,
+    false alarm 2e-13 each), mean (Gaussian tail, 2.6e-12), standard deviation (Laurent-Massart, 2.8e-11),
+    the share beyond 2 standard deviations (Chernoff, < 1.5e-12) and the empirical CDF (DKW, 1e-11). A correct
+    initializer fails a case with probability < FALSE_ALARM_PER_CASE = 4.3e-11, a grading run of both
+    initializers (10 cases) with probability < 5e-10. Every message states its check's false-alarm probability.
+    """
 
     formula = ""                   # "1/sqrt(fan_in)"
     hint = ""
@@ -75,13 +136,15 @@ class InitItem(Item):
         raise NotImplementedError
 
     def sizes(self, s, index):
-        # fan_in and fan_out far apart (ratio >= 7.5) in cases 0 and 1; at least MIN_DRAWS entries each.
-        ranges = [((300, 500), (20, 40)), ((20, 40), (300, 500)), ((100, 160), (60, 90))][index]
+        # fan_in and fan_out far apart (ratio >= 7.5) in cases 0 and 1; at least MIN_DRAWS entries each;
+        # cases 3 and 4 are a single column (fan_out = 1) and a single row (fan_in = 1).
+        ranges = [((300, 500), (20, 40)), ((20, 40), (300, 500)), ((100, 160), (60, 90)),
+                  ((MIN_DRAWS, MIN_DRAWS + 2000), (1, 1)), ((1, 1), (MIN_DRAWS, MIN_DRAWS + 2000))][index]
         return small_dims(s.inputs, *ranges)
 
     def cases(self, s):
         cases = []
-        for index in range(3):
+        for index in range(5):
             fan_in, fan_out = self.sizes(s, index)
             seed, other = (int(v) for v in s.seeds.choice(2**31, size=2, replace=False))
             args = [lit(fan_in), lit(fan_out)]
@@ -114,10 +177,12 @@ class InitItem(Item):
 
         n = w.size
         sigma = self.sigma(fan_in, fan_out)
+        self._check_independence(w, where)
         mean = float(w.mean())
         if abs(mean) > MEAN_Z * sigma / math.sqrt(n):
             raise Failure(f"{self.name}: the entries have mean {mean:.4g}, expected 0 (allowed: within "
-                          f"{MEAN_Z * sigma / math.sqrt(n):.2g} for {n} draws){where}.\n"
+                          f"{MEAN_Z * sigma / math.sqrt(n):.2g} for {n} draws, false-alarm probability "
+                          f"{math.erfc(MEAN_Z / math.sqrt(2.0)):.0e}){where}.\n"
                           f"Hint: draw from a Gaussian centred at 0: rng.normal(0.0, std, size=...).")
         rms = float(np.sqrt(np.mean(w ** 2)))
         low, high = std_band(n)
@@ -129,15 +194,47 @@ class InitItem(Item):
                     hint = f"this is the standard deviation of {description}: {mistake_hint}"
                     break
             raise Failure(f"{self.name}: the standard deviation is {rms:.4g}, expected {sigma:.4g} "
-                          f"(= {self.formula}; allowed {low * sigma:.4g} to {high * sigma:.4g} for {n} draws)"
-                          f"{where}.\nHint: {hint}")
+                          f"(= {self.formula}; allowed {low * sigma:.4g} to {high * sigma:.4g} for {n} draws, "
+                          f"false-alarm probability {2 * math.exp(-CHI2_X):.0e}){where}.\nHint: {hint}")
         beyond = int(np.sum(np.abs(w) > 2 * sigma))
         mu = n * TAIL_P
         if not TAIL_BAND[0] * mu < beyond < TAIL_BAND[1] * mu:
             raise Failure(f"{self.name}: {beyond / n:.2%} of the entries lie beyond 2 standard deviations, "
                           f"a Gaussian has {TAIL_P:.2%} there (allowed {TAIL_BAND[0] * TAIL_P:.2%} to "
-                          f"{TAIL_BAND[1] * TAIL_P:.2%}){where}: the values do not look Gaussian.\n"
+                          f"{TAIL_BAND[1] * TAIL_P:.2%}, false-alarm probability "
+                          f"{math.exp(-mu / 8) + math.exp(-mu / 10):.0e}){where}: the values do not look Gaussian.\n"
                           f"Hint: use rng.normal or rng.standard_normal, not rng.uniform or rng.random.")
+        distance, at = ks_distance(w / sigma)
+        eps = dkw_band(n)
+        if distance > eps:
+            raise Failure(f"{self.name}: the empirical CDF of the entries is {distance:.3f} away from the normal CDF "
+                          f"N(0, {sigma:.4g}^2) (at {at:+.2f} standard deviations); for {n} Gaussian draws it stays "
+                          f"within {eps:.3f} (false-alarm probability {DKW_FALSE_ALARM:.0e}){where}: the values do "
+                          f"not look Gaussian.\nHint: draw from a normal distribution (rng.normal or "
+                          f"rng.standard_normal), not from another one with the same standard deviation.")
+
+    def _check_independence(self, w, where):
+        """Row sums and column sums spread like sums of independent draws (bound above ``independence_bound``)."""
+        n = w.size
+        centred = w - w.mean()
+        s2 = float(np.mean(centred ** 2))
+        if s2 == 0.0:
+            raise Failure(f"{self.name}: every entry of W is the same number{where}.\nHint: draw each entry "
+                          f"independently, one random number per entry: size=(fan_in, fan_out).")
+        for axis, what, other in ((1, "rows", "column"), (0, "columns", "row")):
+            sums = w.sum(axis=axis)
+            if sums.size < 2:
+                continue
+            statistic = float(np.sum((sums - sums.mean()) ** 2)) / (w.shape[axis] * s2)
+            bound = independence_bound(sums.size - 1, n)
+            if statistic > bound:
+                raise Failure(f"{self.name}: the sums of the {what} of W spread {statistic / (sums.size - 1):.1f} "
+                              f"times as much as sums of independent draws (allowed: up to "
+                              f"{bound / (sums.size - 1):.2f} times, false-alarm probability "
+                              f"{2 * math.exp(-INDEPENDENCE_X):.0e}){where}: the entries are not independent, e.g. "
+                              f"one {other} of numbers repeated.\nHint: draw every entry independently, one "
+                              f"random number per entry: size=(fan_in, fan_out), not a row or a column broadcast "
+                              f"or tiled.")
 
 
 @register(CHAPTER)
@@ -185,9 +282,14 @@ class LayerActivations(Item):
 
     def cases(self, s):
         cases = []
-        for activation in ("sigmoid", "tanh", "relu"):
+        # The fourth case is degenerate: a single example through layers of width 1 (one unit) and more.
+        for index, activation in enumerate(("sigmoid", "tanh", "relu", None)):
             n, depth = small_dims(s.inputs, (3, 6), (3, 5))
             widths = [int(v) for v in s.inputs.integers(2, 7, size=depth + 1)]
+            if activation is None:
+                activation = ("sigmoid", "tanh", "relu")[int(s.inputs.integers(0, 3))]
+                n, depth = 1, 3
+                widths = [int(s.inputs.integers(2, 6)), 1, int(s.inputs.integers(2, 6)), 1]
             x = s.inputs.normal(size=(n, widths[0]))
             arrays = {"x": x}
             for layer in range(depth):
@@ -234,8 +336,10 @@ class TwoLayerTanhLoss(Item):
 
     def cases(self, s):
         cases = []
-        for kind in ("symmetric", "random", "random, large weights"):
+        for kind in ("symmetric", "random", "random, large weights", "one example, one hidden unit, random"):
             N, D, H, C = small_dims(s.inputs, (3, 6), (2, 4), (5, 7), (2, 4))
+            if kind.startswith("one example"):
+                N, H = 1, 1
             X = s.inputs.normal(size=(N, D))
             y = s.inputs.integers(0, C, size=N)
             if kind == "symmetric":

@@ -7,14 +7,18 @@ steps on one ``bn_param`` dict that the calls share (``state``), test mode on a 
 whose own statistics are far from the running ones, and defaults (eps 1e-5, momentum
 0.9, running averages starting at zero) on a ``bn_param`` that holds only the mode.
 Batch sizes always differ from feature counts, so a sum over the wrong axis shows up
-as a wrong shape rather than passing by accident.
+as a wrong shape rather than passing by accident. On every seed the cases also hold the
+degenerate sizes the contracts allow: a single feature (D = 1) for batch norm in train
+mode and its backward passes, a single example (N = 1) for batch norm in test mode and
+for layer norm, so a ``squeeze()`` that drops an axis of size 1 loses its item. (A batch
+of one in train mode is not among them: its variance is 0 and PyTorch refuses it.)
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..cases import small_dims
-from ..checks import Failure, expect_array, expect_close, shape_phrase
+from ..checks import Failure, describe, expect_array, expect_close, shape_phrase
 from ..numerics import rel_error
 from ..protocol import Call, Case, arr, dict_of, lit, ref, state
 from ..references import ch04_batchnorm as R
@@ -137,6 +141,26 @@ class BatchnormForward(Item):
                               arrays=arrays, returns=("out0", "bn_param"),
                               context={"kind": "test", "eps": DEFAULT_EPS if eps is None else eps},
                               label=shape_phrase(x=x) + _bn_param_phrase(**shown) + " and running averages"))
+
+        # 4: a single feature (D = 1) in train mode, defaults; 5: a single example (N = 1) in test mode.
+        N, _ = _dims(s)
+        arrays = dict(x=_features(s, N, 1), **_affine_params(s, 1))
+        cases.append(Case(steps=[Call(self.name, [arr("x"), arr("gamma"), arr("beta"), state("bn_param",
+                                                                                        mode=lit("train"))],
+                                      save=("out0", "cache"))],
+                          arrays=arrays, returns=("out0", "bn_param"),
+                          context={"kind": "train", "steps": 1, "eps": DEFAULT_EPS, "momentum": DEFAULT_MOMENTUM,
+                                   "start": None},
+                          label=shape_phrase(x=arrays["x"]) + _bn_param_phrase(mode="train")))
+        _, D = _dims(s)
+        running_mean, running_var = s.inputs.normal(size=D), s.inputs.uniform(0.2, 1.0, size=D)
+        arrays = dict(x=s.inputs.normal(size=(1, D)), **_affine_params(s, D), running_mean=running_mean,
+                      running_var=running_var)
+        cases.append(Case(steps=[Call(self.name, [arr("x"), arr("gamma"), arr("beta"),
+                                                  state("bn_param", mode=lit("test"), running_mean=arr("running_mean"),
+                                                        running_var=arr("running_var"))], save=("out0", "cache"))],
+                          arrays=arrays, returns=("out0", "bn_param"), context={"kind": "test", "eps": DEFAULT_EPS},
+                          label=shape_phrase(x=arrays["x"]) + _bn_param_phrase(mode="test") + " and running averages"))
         return cases
 
     def _running(self, case, out, key, expected, mistakes=()):
@@ -144,6 +168,12 @@ class BatchnormForward(Item):
         hint = self.hints["frozen" if case.context["kind"] == "test" else "running"]
         if not isinstance(bn_param, dict) or bn_param.get(key) is None:
             raise Failure(f"{self.name}: bn_param has no '{key}' after the call{case.label}.\nHint: {hint}")
+        value = bn_param[key]
+        if not isinstance(value, np.ndarray) and np.ndim(value) == 0 and isinstance(value, (float, np.floating)):
+            raise Failure(f"{self.name}: bn_param['{key}'] is a single number ({describe(value)}) after the call"
+                          f"{case.label}, expected an array of shape {expected.shape}.\nHint: keep one running "
+                          f"average per feature, shape (D,), also when D = 1: a squeeze() or a reduction without "
+                          f"axis=0 turns it into a single number.")
         got = expect_array(self.name, f"bn_param['{key}']", bn_param[key], expected.shape, case.label, hint)
         hint = known_mistake(got, list(mistakes)) or hint if rel_error(got, expected) >= SMOOTH else hint
         expect_close(self.name, f"bn_param['{key}']", got, expected, SMOOTH, case.label, hint)
@@ -202,6 +232,13 @@ class NormForward(ForwardItem):
         x = type(self).make_x(s, N, D, scale=(0.2, 1.0) if index == 1 else (0.5, 3.0))
         return dict(x=x, **_affine_params(s, D)), ({} if eps is None else {"eps": eps})
 
+    edge_size = ""                    # "D": a single feature (batch norm); "N": a single example (layer norm)
+
+    def edge_inputs(self, s):
+        N, D = _dims(s, d_range=self.d_range)
+        N, D = (N, 1) if self.edge_size == "D" else (1, D)
+        return [(dict(x=type(self).make_x(s, N, D), **_affine_params(s, D)), {})]
+
     axis = 0                          # the axis the statistics run over (1 for layer norm)
 
     def mistakes(self, case):
@@ -228,6 +265,7 @@ class BatchnormTrainForward(NormForward):
     make_x = staticmethod(_features)
     fixed = {"mode": "train"}
     param_name = "bn_param"
+    edge_size = "D"
 
 
 @register(CHAPTER)
@@ -263,6 +301,7 @@ class LayernormForward(NormForward):
     axis = 1
     d_range = (3, 7)
     param_name = "ln_param"
+    edge_size = "N"
     hint = ("normalize every row (example) over its D features: mean and biased variance with axis=1 and "
             "keepdims=True, x_hat = (x - mean) / np.sqrt(var + eps), out = gamma * x_hat + beta; eps comes from "
             "ln_param (default 1e-5).")

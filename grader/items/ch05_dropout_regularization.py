@@ -1,12 +1,17 @@
 """Hidden tests of chapter 05 (dropout, optimizers, regularization).
 
-Dropout is random and the grader cannot know the learner's random stream, so its
-tests check properties: every output entry is 0 or x / (1 - p); the fraction of
-dropped units is close to p (a Hoeffding bound with a stated false-alarm
-probability); the same seed gives the same output and another seed another one;
-test mode and p = 0 return x unchanged; the backward pass applies the very mask of
-the forward pass, read off the forward output (inputs have no zeros), and is
-compared with a centered-difference gradient of the reference with that mask.
+Dropout is random and the grader cannot know the learner's random stream, so it is
+judged by the distribution of its mask (Hoeffding bounds with stated false-alarm
+probabilities, see below): every output entry is 0 or x / (1 - p); the fraction of
+dropped units is close to p, in the whole array, in every row and in every column
+(one mask per row or per column broadcast over the other axis fails), and neighbouring
+units agree as often as independent ones do; the same seed gives the same output,
+another seed another one, and two calls without a seed different masks; test mode and
+p = 0 return x unchanged; the backward pass applies the very mask of the forward pass,
+read off the forward output (inputs have no zeros), and is compared with a
+centered-difference gradient of the reference with that mask. On every seed the cases
+also hold a single example (N = 1) of a 4-D input (x may have any shape) and, for the
+update rules, a single weight of shape (1, 1).
 
 The update rules run several steps with given gradients, each call receiving the
 w and config the previous call returned, and every prefix of the trajectory is
@@ -33,17 +38,35 @@ TRAJECTORY = 1e-8          # float64 against torch: round-off is ~1e-15, every m
 VALUE_RTOL = 1e-9          # a kept entry must equal x / (1 - p) up to round-off
 
 # A correct dropout drops each of n units independently with probability p. By Hoeffding's inequality
-# P(|dropped fraction - p| >= t) <= 2 exp(-2 n t^2). With FALSE_ALARM = 1e-10 per check and at most three
-# fraction checks per grading run, correct code fails a grading run with probability < 1e-9.
-FALSE_ALARM = 1e-10
-DROPOUT_SHAPE = (40, 100)  # n = 4000 units: t = 0.055
+# P(|dropped fraction - p| >= t) <= 2 exp(-2 n t^2) (``fraction_tolerance``). The same bound, per line and with
+# the union bound over the R rows (C columns), limits the dropped fraction of every row (column) of an R x C
+# output (``line_tolerance``). Splitting the columns (rows) into disjoint neighbouring pairs gives R C / 2
+# independent pairs whose masks agree with probability (1 - p)^2 + p^2 (``pair_tolerance``). A correct dropout
+# fails each of these checks with probability at most FALSE_ALARM = 2e-11. A grading run makes at most
+# CHECKS_PER_RUN = 16 of them (5 on each of the three large train outputs, 1 on the 4-D one): < 4e-10 in all.
+# Two calls without a seed repeat a mask of n units with probability (1 - 2 p (1 - p))^n < 1e-100.
+FALSE_ALARM = 2e-11
+CHECKS_PER_RUN = 16
+DROPOUT_SHAPE = (80, 100)  # n = 8000 units: t = 0.040 overall, 0.39 per row, 0.43 per column, 0.056 per pair
+EDGE_SHAPE = (1, 4, 10, 10)  # a single example of a 4-D input
 BACKWARD_TRAIN_SHAPE = (20, 50)  # n = 1000 units in the two train cases of dropout_backward with p > 0
+BACKWARD_EDGE_SHAPE = (1, 10, 10, 10)  # ... and 1000 in its third, a single example of a 4-D input
 MIN_MASK_SHARE = 0.05            # ... whose forward must keep and drop at least this share of them each
 
 
 def fraction_tolerance(n, false_alarm=FALSE_ALARM):
     """The t with 2 exp(-2 n t^2) = false_alarm."""
     return math.sqrt(math.log(2.0 / false_alarm) / (2.0 * n))
+
+
+def line_tolerance(lines, length, false_alarm=FALSE_ALARM):
+    """The t with lines * 2 exp(-2 length t^2) = false_alarm: every one of ``lines`` lines of ``length`` units."""
+    return fraction_tolerance(length, false_alarm / lines)
+
+
+def pair_tolerance(pairs, false_alarm=FALSE_ALARM):
+    """The t for the share of ``pairs`` independent pairs whose two masks agree."""
+    return fraction_tolerance(pairs, false_alarm)
 
 
 def _param(p, mode, seed=None):
@@ -64,6 +87,12 @@ def _describe_param(p, mode, seed=None):
 
 @register(CHAPTER)
 class DropoutForward(Item):
+    """Judged by the distribution of its mask (bounds above ``fraction_tolerance``): values 0 or x / (1 - p); the
+    dropped fraction overall, per row and per column, and the agreement of neighbouring units, each with a
+    false-alarm probability of at most FALSE_ALARM = 2e-11 (at most 16 such checks, < 4e-10 per grading run);
+    no row, column or channel map constant throughout (< 1e-30); seeds reproduce, other seeds and no seed give
+    new masks (a repeat has probability < 1e-100). Every message states its check's false-alarm probability."""
+
     name = "dropout_forward"
     hints = {
         "values": "in train mode keep a unit with probability 1 - p and scale what you keep by 1 / (1 - p) "
@@ -74,6 +103,12 @@ class DropoutForward(Item):
                 "np.random.seed(seed) first), so that the same seed gives the same mask.",
         "identity": "in test mode (and whenever p = 0) return x itself, unscaled: inverted dropout does all "
                     "its scaling at train time.",
+        "independent": "draw one independent random number per unit: a mask of the shape of x (x.shape), not "
+                       "one number per row or per column broadcast over the other axis, and no repeated pattern.",
+        "fresh": "without a seed, every call must draw a new mask: np.random.default_rng(None) (or "
+                 "dropout_param.get('seed'), which is None when there is no seed) gives fresh randomness; a "
+                 "default seed such as 0 gives the same mask every time.",
+        "shape": "x may have any shape (also (N, C, H, W)): draw the mask with the shape of x itself.",
     }
 
     def cases(self, s):
@@ -82,8 +117,11 @@ class DropoutForward(Item):
         # p is kept at least 0.15 away from 0.5, where "p = keep probability" would look right.
         for p, seed in ((s.inputs.uniform(0.15, 0.35), _seed(s)), (s.inputs.uniform(0.65, 0.85), None)):
             x = x_of()
-            cases.append(Case(steps=[Call(self.name, [arr("x"), _param(p, "train", seed)], save=("out", "cache"))],
-                              arrays={"x": x}, returns=("out",), context={"kind": "train", "p": p},
+            steps = [Call(self.name, [arr("x"), _param(p, "train", seed)], save=("out", "cache"))]
+            if seed is None:        # without a seed, a second call must draw another mask
+                steps.append(Call(self.name, [arr("x"), _param(p, "train")], save=("out_again", "cache_again")))
+            cases.append(Case(steps=steps, arrays={"x": x}, returns=("out",) + (("out_again",) if seed is None else ()),
+                              context={"kind": "train", "p": p, "lines": True},
                               label=f" on x of shape {x.shape} with {_describe_param(p, 'train', seed)}"))
         # The same seed twice, then another seed.
         x, p = x_of(), float(s.inputs.uniform(0.3, 0.7))
@@ -93,7 +131,7 @@ class DropoutForward(Item):
                  Call(self.name, [arr("x"), _param(p, "train", seed_a)], save=("out_b", "cache_b")),
                  Call(self.name, [arr("x"), _param(p, "train", seed_b)], save=("out_c", "cache_c"))]
         cases.append(Case(steps=steps, arrays={"x": x}, returns=("out_a", "out_b", "out_c"),
-                          context={"kind": "seed", "p": p, "seeds": (seed_a, seed_b)},
+                          context={"kind": "seed", "p": p, "seeds": (seed_a, seed_b), "lines": True},
                           label=f" on x of shape {x.shape} with p = {p:.3g}, seeds {seed_a} and {seed_b}"))
         # Identity: test mode, and p = 0 at train time.
         for p, mode in ((float(s.inputs.uniform(0.2, 0.8)), "test"), (0.0, "train")):
@@ -102,11 +140,23 @@ class DropoutForward(Item):
             cases.append(Case(steps=[Call(self.name, [arr("x"), _param(p, mode, seed)], save=("out", "cache"))],
                               arrays={"x": x}, returns=("out",), context={"kind": "identity", "p": p},
                               label=f" on x of shape {x.shape} with {_describe_param(p, mode, seed)}"))
+        # Degenerate sizes: a single example of a 4-D input at train time, a single example at test time.
+        x = away_from_kinks(s.inputs, EDGE_SHAPE, kinks=(0.0,), margin=1e-2)
+        p, seed = float(s.inputs.uniform(0.2, 0.8)), _seed(s)
+        cases.append(Case(steps=[Call(self.name, [arr("x"), _param(p, "train", seed)], save=("out", "cache"))],
+                          arrays={"x": x}, returns=("out",), context={"kind": "train", "p": p},
+                          label=f" on x of shape {x.shape} with {_describe_param(p, 'train', seed)}"))
+        x = away_from_kinks(s.inputs, (1, int(s.inputs.integers(2, 6))), kinks=(0.0,))
+        p = float(s.inputs.uniform(0.2, 0.8))
+        cases.append(Case(steps=[Call(self.name, [arr("x"), _param(p, "test")], save=("out", "cache"))],
+                          arrays={"x": x}, returns=("out",), context={"kind": "identity", "p": p},
+                          label=f" on x of shape {x.shape} with {_describe_param(p, 'test')}"))
         return cases
 
     def _check_train_output(self, case, out, quantity="out"):
         x, p = case.arrays["x"], case.context["p"]
-        got = expect_array(self.name, quantity, out, x.shape, case.label, self.hints["values"])
+        hint = self.hints["shape" if x.ndim > 2 else "values"]
+        got = expect_array(self.name, quantity, out, x.shape, case.label, hint)
         kept = got != 0
         scaled = x / (1.0 - p)
         bad = kept & ~(np.abs(got - scaled) <= VALUE_RTOL * np.abs(scaled))
@@ -115,18 +165,71 @@ class DropoutForward(Item):
             raise Failure(f"{self.name}: {quantity} has entries that are neither 0 nor x / (1 - p){case.label}: "
                           f"at index {i}, x = {x[i]:.4g} and out = {got[i]:.4g}, but a kept unit must be "
                           f"x / (1 - p) = {scaled[i]:.4g}.\nHint: {self.hints['values']}")
+        self._check_not_broadcast(case, kept, quantity)
         dropped = 1.0 - kept.mean()
         tol = fraction_tolerance(x.size)
         if abs(dropped - p) > tol:
             raise Failure(f"{self.name}: {quantity} dropped a fraction {dropped:.3f} of the units{case.label} "
-                          f"(must be within {tol:.3f} of p = {p:.3g}).\nHint: {self.hints['fraction']}")
+                          f"(must be within {tol:.3f} of p = {p:.3g}, false-alarm probability {FALSE_ALARM:.0e})."
+                          f"\nHint: {self.hints['fraction']}")
+        if case.context.get("lines"):
+            self._check_independence(case, kept, p, quantity)
         return got
+
+    def _check_not_broadcast(self, case, kept, quantity):
+        """Failure when every row, or every column, of the mask is all kept or all dropped (one random number per
+        row or per column, broadcast). A 4-D mask is seen as (N * C, H * W): one row per channel map.
+
+        A correct dropout does that with probability below (p^L + (1 - p)^L)^K for K lines of L units, < 1e-30
+        for every shape the cases use."""
+        view = kept.reshape(-1, kept.shape[-1]) if kept.ndim == 2 else kept.reshape(-1, int(np.prod(kept.shape[-2:])))
+        if view.shape[0] < 2 or view.shape[1] < 2:
+            return
+        lines = ("row", "column") if kept.ndim == 2 else ("channel map", "pixel position across the channels")
+        for axis, line in zip((1, 0), lines):
+            constant = view.all(axis=axis) | ~view.any(axis=axis)
+            if constant.all():
+                raise Failure(f"{self.name}: in {quantity}, every {line} is either kept entirely or dropped entirely"
+                              f"{case.label}: the mask is one random draw per {line.split(' across')[0]} broadcast "
+                              f"over the rest, not independent across entries (a correct dropout does this with "
+                              f"probability below 1e-30).\nHint: {self.hints['independent']}")
+
+    def _check_independence(self, case, kept, p, quantity):
+        """Every row and every column drops about p; neighbours agree as often as independent units do."""
+        R, C = kept.shape
+        for axis, line, lines, length in ((1, "row", R, C), (0, "column", C, R)):
+            fractions = 1.0 - kept.mean(axis=axis)
+            tol = line_tolerance(lines, length)
+            worst = int(np.argmax(np.abs(fractions - p)))
+            if abs(fractions[worst] - p) > tol:
+                raise Failure(f"{self.name}: {line} {worst} of {quantity} dropped a fraction {fractions[worst]:.3f} "
+                              f"of its {length} units{case.label}; with independent units every {line} is within "
+                              f"{tol:.3f} of p = {p:.3g} (false-alarm probability {FALSE_ALARM:.0e}): the mask is "
+                              f"not independent across entries.\nHint: {self.hints['independent']}")
+        agree_p = (1.0 - p) ** 2 + p ** 2
+        for first, second, what in ((kept[:, 0:C - 1:2], kept[:, 1::2], "horizontally"),
+                                    (kept[0:R - 1:2, :], kept[1::2, :], "vertically")):
+            agree = float(np.mean(first == second))
+            tol = pair_tolerance(first.size)
+            if abs(agree - agree_p) > tol:
+                raise Failure(f"{self.name}: in {quantity}, {agree:.1%} of the {first.size} pairs of {what} "
+                              f"neighbouring units are both kept or both dropped{case.label}; for independent units "
+                              f"that share is within {tol:.3f} of (1 - p)^2 + p^2 = {agree_p:.3f} (false-alarm "
+                              f"probability {FALSE_ALARM:.0e}): the mask is not independent across entries."
+                              f"\nHint: {self.hints['independent']}")
 
     def check(self, case, out):
         kind = case.context["kind"]
         x = case.arrays["x"]
         if kind == "train":
-            self._check_train_output(case, out["out"])
+            got = self._check_train_output(case, out["out"])
+            if "out_again" in out:
+                again = expect_array(self.name, "out of the second call", out["out_again"], x.shape, case.label,
+                                     self.hints["fresh"])
+                if np.array_equal(got != 0, again != 0):
+                    raise Failure(f"{self.name}: two calls without a seed gave the same mask{case.label} (a "
+                                  f"correct dropout repeats a mask of {x.size} units with probability below "
+                                  f"1e-100).\nHint: {self.hints['fresh']}")
         elif kind == "seed":
             a = self._check_train_output(case, out["out_a"], "out")
             b = expect_array(self.name, "out of the second call", out["out_b"], x.shape, case.label,
@@ -137,7 +240,8 @@ class DropoutForward(Item):
                 raise Failure(f"{self.name}: two calls with the same seed gave different outputs{case.label}.\n"
                               f"Hint: {self.hints['seed']}")
             if np.array_equal(a != 0, c != 0):
-                raise Failure(f"{self.name}: two different seeds gave the same mask{case.label}.\n"
+                raise Failure(f"{self.name}: two different seeds gave the same mask{case.label} (a correct dropout "
+                              f"repeats a mask with probability below 1e-100).\n"
                               f"Hint: {self.hints['seed']} Draw the mask from that seed, not from a fixed one.")
         else:
             got = expect_array(self.name, "out", out["out"], x.shape, case.label, self.hints["identity"])
@@ -154,9 +258,10 @@ class DropoutBackward(Item):
     (wrong scale, p taken as the keep probability, ...) does not cost the backward its points. In train
     mode with p > 0 that mask must be a real dropout mask, keeping and dropping each at least
     MIN_MASK_SHARE of the 1000 units (a correct dropout with p in [0.2, 0.8] misses that with probability
-    below 1e-19): a forward that keeps everything or nothing leaves the backward without a mask to be judged
-    by, and the item fails with "fix dropout_forward first". That is what makes the rule ungameable: a
-    forward out = x / (1 - p) with a backward dx = dout / (1 - p), or out = 0 with dx = 0, earns nothing.
+    below 1e-19 per case, three such cases): a forward that keeps everything or nothing leaves the backward
+    without a mask to be judged by, and the item fails with "fix dropout_forward first". That is what makes
+    the rule ungameable: a forward out = x / (1 - p) with a backward dx = dout / (1 - p), or out = 0 with
+    dx = 0, earns nothing.
     In test mode the expected gradient is dout whatever the forward returned.
     """
 
@@ -169,11 +274,13 @@ class DropoutBackward(Item):
         settings = [(float(s.inputs.uniform(0.2, 0.8)), "train", _seed(s)),
                     (float(s.inputs.uniform(0.2, 0.8)), "train", None),
                     (float(s.inputs.uniform(0.2, 0.8)), "test", _seed(s)),
-                    (0.0, "train", _seed(s))]
-        for p, mode, seed in settings:
+                    (0.0, "train", _seed(s)),
+                    (float(s.inputs.uniform(0.2, 0.8)), "train", _seed(s))]      # a single example, 4-D
+        for index, (p, mode, seed) in enumerate(settings):
             # Train cases with p > 0 are large enough for the forward's dropped-fraction check to have teeth.
             shape = BACKWARD_TRAIN_SHAPE if (mode == "train" and p > 0) else (int(s.inputs.integers(4, 9)),
                                                                               int(s.inputs.integers(3, 8)))
+            shape = BACKWARD_EDGE_SHAPE if index == 4 else shape
             x = away_from_kinks(s.inputs, shape, kinks=(0.0,), margin=1e-2)
             dout = s.upstream.normal(size=shape)
             steps = [Call("dropout_forward", [arr("x"), _param(p, mode, seed)], save=("out", "cache")),
@@ -236,14 +343,17 @@ class UpdateRuleItem(Item):
     def scenarios(self, s):
         """(config or None, shape, number of steps)."""
         lr = float(np.round(10.0 ** s.inputs.uniform(-2.5, -1.0), 5))
-        return [(None, (3, 4), 4), (self.custom_config(s), (5,), 5), ({"learning_rate": lr}, (2, 3), 3)]
+        return [(None, (3, 4), 4), (self.custom_config(s), (5,), 5), ({"learning_rate": lr}, (2, 3), 3),
+                (None, (1, 1), 2)]          # a single weight
 
     def cases(self, s):
         cases = []
         for config, shape, n_steps in self.scenarios(s):
             w = s.inputs.normal(size=shape)
-            scales = _gradient_scales(s, shape)
-            grads = [scales * s.upstream.normal(size=shape) for _ in range(n_steps)]
+            # One set of gradient sizes for every step; a single weight gets a new size at every step instead.
+            scales = [_gradient_scales(s, shape)] * n_steps if int(np.prod(shape)) > 1 else \
+                [10.0 ** s.inputs.uniform(-8.0, 1.0, size=shape) for _ in range(n_steps)]
+            grads = [scale * s.upstream.normal(size=shape) for scale in scales]
             oracle = {}     # shared by the cases of this scenario: torch's trajectory, computed once
             described = "config=None" if config is None else f"config={config}"
             for k in range(1, n_steps + 1):

@@ -12,6 +12,17 @@ round down with a fractional part of 2/3 (so round() rounds the wrong way and an
 assert that the division comes out even fails, on every seed). Max-pool inputs have all-distinct values, spaced far
 more than the finite-difference step, so no window has a tie; residual-block
 inputs are redrawn until every ReLU input is at least 1e-3 away from 0.
+
+Every run also holds the degenerate sizes the contracts allow: a single image (N = 1)
+with one channel and one filter and a 1x1 kernel (with stride 2 and padding, so a 1x1
+shortcut that ignores them fails), a 1x1 image padded by 1 under a 3x3 kernel, a kernel
+covering the whole (non-square) input, pooling windows covering the whole input and 1x1
+windows, spatial batch norm with one image of one channel, and a residual block on one
+image of one channel. (Not a block with 1x1 kernels: behind batch norm some of its
+gradients are exactly 0, e.g. beta1's when the first ReLU is active everywhere, and a
+relative error between two round-off values means nothing. Nor max-pool ties or the
+block's ReLUs at exactly 0: the contracts leave ties open, and a block's ReLU inputs are
+not inputs a case can set.)
 """
 from __future__ import annotations
 
@@ -55,7 +66,7 @@ class ConvOutputSize(Item):
 
     def cases(self, s):
         cases = []
-        for index in range(6):
+        for index in range(8):
             HH, WW = (int(v) for v in s.inputs.integers(1, 6, size=2))
             stride = int(s.inputs.integers(2, 4)) if index % 2 == 0 else int(s.inputs.integers(1, 4))
             pad = int(s.inputs.integers(0, 3))
@@ -73,6 +84,12 @@ class ConvOutputSize(Item):
                 H = _with_remainder(H, HH, pad, 2, 1)
                 if ((H + 2 * pad - HH) // 2) % 2 == 0:
                     H += 2
+            elif index == 6:
+                # A kernel covering the whole padded input: one output position, whatever the stride.
+                HH, WW = H + 2 * pad, W + 2 * pad
+            elif index == 7:
+                # A 1x1 kernel with stride 1 and no padding: the output has the input's size.
+                HH, WW, stride, pad = 1, 1, 1, 0
             args = dict(H=H, W=W, HH=HH, WW=WW, stride=stride, pad=pad)
             cases.append(Case(steps=[Call(self.name, [lit(v) for v in args.values()], save="size")],
                               arrays={}, returns=("size",), context=args,
@@ -96,9 +113,13 @@ class ConvParamCount(Item):
 
     def cases(self, s):
         cases = []
-        for _ in range(4):
+        for index in range(6):
             args = dict(C=int(s.inputs.integers(2, 65)), F=int(s.inputs.integers(2, 129)),
                         HH=int(s.inputs.integers(1, 8)), WW=int(s.inputs.integers(1, 8)))
+            if index == 4:
+                args = dict(C=1, F=1, HH=1, WW=1)                   # one 1x1 filter on one channel: 2
+            elif index == 5:
+                args["C"] = 1                                       # a single input channel
             cases.append(Case(steps=[Call(self.name, [lit(v) for v in args.values()], save="count")],
                               arrays={}, returns=("count",), context=args,
                               label=" for " + ", ".join(f"{k}={v}" for k, v in args.items())))
@@ -123,10 +144,19 @@ class LayerForwardItem(ForwardItem):
         return super().label(arrays, params) + f" with {settings}"
 
 
+CONV_EDGES = (3, 4, 5)
+
+
 def _conv_inputs(s, index):
     """Every run has all three: case 0 stride 2 with padding, an output size that rounds down (x.5) and a
     non-square kernel; case 1 stride 1, no padding, non-square input and kernel; case 2 stride 3, no padding,
-    non-square input and kernel, H_out rounding down from x.67 (round() is wrong) and W_out from x.33."""
+    non-square input and kernel, H_out rounding down from x.67 (round() is wrong) and W_out from x.33.
+
+    And the degenerate sizes (CONV_EDGES): case 3 a single image of one channel, one filter, a 1x1 kernel with
+    stride 2 and padding 1; case 4 a 1x1 image padded by 1 under a 3x3 kernel; case 5 a kernel covering the whole
+    non-square input (one output position), stride 2, a single image."""
+    if index in CONV_EDGES:
+        return _conv_edge_inputs(s, index)
     N, C, F = (int(v) for v in s.inputs.integers(1, 4, size=3))
     C = max(C, 2) if index == 1 else C            # at least two channels: the column order matters
     H, W = (int(v) for v in s.inputs.integers(4, 8, size=2))
@@ -142,6 +172,21 @@ def _conv_inputs(s, index):
         H = _with_remainder(H, HH, pad, stride, 2)
         W = _with_remainder(W, WW, pad, stride, 1)
         W = W + 3 if W == H else W
+    arrays = {"x": s.inputs.normal(size=(N, C, H, W)), "w": s.inputs.normal(size=(F, C, HH, WW)),
+              "b": s.inputs.normal(size=(F,))}
+    return arrays, {"conv_param": {"stride": stride, "pad": pad}}
+
+
+def _conv_edge_inputs(s, index):
+    H, W = (int(v) for v in s.inputs.integers(3, 6, size=2))
+    W = W + 1 if W == H else W
+    C, F = (int(v) for v in s.inputs.integers(1, 4, size=2))
+    if index == 3:
+        N, C, F, HH, WW, stride, pad = 1, 1, 1, 1, 1, 2, 1
+    elif index == 4:
+        N, H, W, HH, WW, stride, pad = int(s.inputs.integers(1, 3)), 1, 1, 3, 3, 1, 1
+    else:
+        N, HH, WW, stride, pad = 1, H, W, 2, 0
     arrays = {"x": s.inputs.normal(size=(N, C, H, W)), "w": s.inputs.normal(size=(F, C, HH, WW)),
               "b": s.inputs.normal(size=(F,))}
     return arrays, {"conv_param": {"stride": stride, "pad": pad}}
@@ -170,6 +215,9 @@ class ConvForwardNaive(LayerForwardItem):
 
     def inputs_for_case(self, s, index):
         return _conv_inputs(s, index)
+
+    def edge_inputs(self, s):
+        return [_conv_inputs(s, index) for index in CONV_EDGES]
 
 
 @register(CHAPTER)
@@ -210,7 +258,7 @@ class Im2col(Item):
 
     def cases(self, s):
         cases = []
-        for index in range(3):
+        for index in range(3 + len(CONV_EDGES)):
             x, HH, WW, stride, pad = _im2col_settings(s, index)
             cases.append(_im2col_case(self.name, {"x": x}, x.shape, HH, WW, stride, pad, "x"))
         return cases
@@ -229,7 +277,7 @@ class Col2im(Item):
 
     def cases(self, s):
         cases = []
-        for index in range(3):
+        for index in range(3 + len(CONV_EDGES)):
             x, HH, WW, stride, pad = _im2col_settings(s, index)
             cols = s.upstream.normal(size=R.im2col(x, HH, WW, stride, pad).shape)
             cases.append(_im2col_case(self.name, {"cols": cols}, x.shape, HH, WW, stride, pad, "cols"))
@@ -269,17 +317,21 @@ class ConvBackwardIm2col(ConvBackwardNaive):
 def _pool_inputs(s, index):
     """Case 0: 2x2 windows, stride 2, an odd H (H_out rounds down from x.5); case 1: overlapping non-square
     windows on a non-square input; case 2: 2x3 windows, stride 3, a non-square input whose H_out and W_out
-    both round down from x.67 (round() is wrong). Every run has all three."""
+    both round down from x.67 (round() is wrong). Every run has all three, and the degenerate sizes: case 3 a
+    window covering the whole non-square input of a single image with one channel (one output per map); case 4
+    1x1 windows with stride 1 (out = x)."""
     N, C = (int(v) for v in s.inputs.integers(1, 4, size=2))
     H, W = (int(v) for v in s.inputs.integers(4, 8, size=2))
-    ph, pw, stride = [(2, 2, 2), (3, 2, 1), (2, 3, 3)][index]
+    ph, pw, stride = [(2, 2, 2), (3, 2, 1), (2, 3, 3), (H, H + 1, 2), (1, 1, 1)][index]
     if index == 0:
         H = _with_remainder(H, ph, 0, stride, 1)
     elif index == 1:
         W = H + 1
-    else:
+    elif index == 2:
         H = int(s.inputs.choice([4, 7]))
         W = int(s.inputs.choice([5, 8]))
+    elif index == 3:
+        N, C, W = 1, 1, H + 1
     # All values distinct and at least 0.05 apart (h = 1e-5): every window has a unique maximum.
     size = N * C * H * W
     values = (s.inputs.permutation(size) - size / 2) * 0.1 + s.inputs.uniform(-0.02, 0.02, size=size)
@@ -301,6 +353,9 @@ class MaxPoolForwardNaive(LayerForwardItem):
     def inputs_for_case(self, s, index):
         return _pool_inputs(s, index)
 
+    def edge_inputs(self, s):
+        return [_pool_inputs(s, 3), _pool_inputs(s, 4)]
+
 
 @register(CHAPTER)
 class MaxPoolBackwardNaive(BackwardItem):
@@ -314,9 +369,11 @@ class MaxPoolBackwardNaive(BackwardItem):
 
 # --- spatial batch normalization ------------------------------------------------------------
 
-def _bn_inputs(s):
+def _bn_inputs(s, edge=False):
+    """Random (N, C, H, W) inputs; with ``edge`` a single image (N = 1) of one channel (C = 1)."""
     N, C = int(s.inputs.integers(2, 4)), int(s.inputs.integers(2, 4))
     H, W = (int(v) for v in s.inputs.integers(2, 4, size=2))
+    N, C = (1, 1) if edge else (N, C)
     x = s.inputs.normal(1.0, 2.0, size=(N, C, H, W)) * s.inputs.uniform(0.5, 2.0, size=(1, C, 1, 1))
     return {"x": x, "gamma": s.inputs.uniform(0.5, 2.0, size=C), "beta": s.inputs.normal(size=C)}
 
@@ -332,8 +389,11 @@ class SpatialBatchnormForward(Item):
 
     def cases(self, s):
         cases = []
-        for mode in ("train", "train", "test"):
-            arrays = _bn_inputs(s)
+        # The last two: one image of one channel in train mode, one image in test mode.
+        for index, mode in enumerate(("train", "train", "test", "train", "test")):
+            arrays = _bn_inputs(s, edge=index == 3)
+            if index == 4:
+                arrays["x"] = arrays["x"][:1]
             C = arrays["x"].shape[1]
             arrays["running_mean"] = s.inputs.normal(size=C)
             arrays["running_var"] = s.inputs.uniform(0.5, 2.0, size=C)
@@ -374,8 +434,8 @@ class SpatialBatchnormBackward(Item):
 
     def cases(self, s):
         cases = []
-        for _ in range(3):
-            arrays = _bn_inputs(s)
+        for index in range(4):
+            arrays = _bn_inputs(s, edge=index == 3)           # the last: one image of one channel
             arrays["dout"] = s.upstream.normal(size=arrays["x"].shape)
             bn = dict_of(mutable=True, mode=lit("train"))
             steps = [Call("spatial_batchnorm_forward", [arr("x"), arr("gamma"), arr("beta"), bn], save=("out", "cache")),
@@ -411,8 +471,9 @@ PARAM_NAMES = ("w1", "gamma1", "beta1", "w2", "gamma2", "beta2")
 KINK_MARGIN = 1e-3
 
 
-def _residual_inputs(s):
-    """Small random blocks, redrawn until both ReLUs' inputs are at least KINK_MARGIN away from 0.
+def _residual_inputs(s, edge=False):
+    """Small random blocks, redrawn until both ReLUs' inputs are at least KINK_MARGIN away from 0; with ``edge``
+    a single image of one channel (3x3 kernels: see the module docstring for why not 1x1).
 
     A draw is accepted with probability about 0.9, so 200 tries never all fail in practice (< 1e-150).
     """
@@ -420,6 +481,8 @@ def _residual_inputs(s):
         N, C = int(s.inputs.integers(2, 4)), int(s.inputs.integers(1, 3))
         H, W = (int(v) for v in s.inputs.integers(3, 5, size=2))
         K = 3
+        if edge:
+            N, C, K = 1, 1, 3
         arrays = {"x": s.inputs.normal(size=(N, C, H, W)),
                   "w1": s.inputs.normal(0, 0.5, size=(C, C, K, K)), "w2": s.inputs.normal(0, 0.5, size=(C, C, K, K)),
                   "gamma1": s.inputs.uniform(0.5, 1.5, size=C), "beta1": s.inputs.normal(0, 0.5, size=C),
@@ -439,8 +502,8 @@ def _residual_forward_call():
 
 def _residual_cases(s, backward):
     cases = []
-    for _ in range(3):
-        arrays = _residual_inputs(s)
+    for index in range(4):
+        arrays = _residual_inputs(s, edge=index == 3)       # the last: one image of one channel
         C = arrays["x"].shape[1]
         arrays["zeros"], arrays["ones"] = np.zeros(C), np.ones(C)
         steps = [_residual_forward_call()]

@@ -59,3 +59,22 @@ def mse_loss(pred, y):
 
 def l1_loss(pred, y):
     return float(np.mean(np.abs(pred - y)))
+
+
+# --- derivatives at the kinks, as the contracts state them -----------------------------------
+# A centered difference straddles a kink and is wrong exactly there, so the hidden tests' kink cases
+# compare with these instead (elsewhere they equal the true derivative).
+
+def relu_backward_contract(dout, x):
+    """dx of ReLU: dout where x > 0 and 0 elsewhere, so 0 at x = 0 exactly (as PyTorch)."""
+    return np.where(x > 0, dout, 0.0)
+
+
+def leaky_relu_backward_contract(dout, x, slope=0.01):
+    """dx of leaky ReLU: dout where x > 0 and slope * dout elsewhere, so slope * dout at x = 0 exactly."""
+    return np.where(x > 0, dout, slope * dout)
+
+
+def l1_loss_gradient_contract(pred, y):
+    """dpred of the mean absolute error: sign(pred - y) / pred.size, so 0 where pred == y exactly."""
+    return np.sign(pred - y) / pred.size
