@@ -134,6 +134,16 @@ def rnn_forward_includes_h0(x, h0, Wx, Wh, b):
     return _with_sequence_cache(np.concatenate([h0[:, None], h[:, :-1]], axis=1), x, h0, Wx, Wh, b)
 
 
+def rnn_forward_squeezed(x, h0, Wx, Wh, b):
+    """A CS231n-style loop that squeezes each step's input: fine until a batch, a step or a feature is 1
+    (only the degenerate cases catch it)."""
+    prev, states = h0, []
+    for t in range(x.shape[1]):
+        prev = np.tanh(np.squeeze(x[:, t, :]) @ Wx + prev @ Wh + b)
+        states.append(prev)
+    return _with_sequence_cache(np.stack(states, axis=1), x, h0, Wx, Wh, b)
+
+
 def rnn_forward_time_major(x, h0, Wx, Wh, b):
     h, _ = sol("rnn_forward")(x, h0, Wx, Wh, b)
     return _with_sequence_cache(h.transpose(1, 0, 2), x, h0, Wx, Wh, b)
@@ -428,7 +438,8 @@ WRONG = {
     "rnn_step_backward": [(rnn_step_backward_wrong_tanh_derivative, "dx"), (rnn_step_backward_db_mean, "db"),
                           (rnn_step_backward_wh_not_transposed, "dprev_h"),
                           (rnn_step_backward_dwh_from_next_h, "dWh")],
-    "rnn_forward": [rnn_forward_always_from_h0, rnn_forward_includes_h0, rnn_forward_time_major],
+    "rnn_forward": [rnn_forward_always_from_h0, rnn_forward_includes_h0, rnn_forward_time_major,
+                    rnn_forward_squeezed],
     "rnn_backward": [(rnn_backward_not_carried_through_time, "dx"), (rnn_backward_dwh_overwritten, "dWh"),
                      (rnn_backward_only_last_dh, "dx"), rnn_backward_forward_in_time],
     "lstm_step_forward": [lstm_forward_gates_ifog, lstm_forward_no_tanh_on_cell, lstm_forward_sigmoid_candidate,

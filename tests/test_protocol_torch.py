@@ -297,3 +297,12 @@ def test_tensors_that_cannot_be_read_or_are_too_large_are_described_not_recorded
     assert result.outputs["m"] == Other("torch tensor that cannot be read (NotImplementedError)")
     assert result.outputs["b"] == Other("array too large to record")
     assert result.outputs["n"] == Other("torch module Linear")
+
+
+def test_an_error_inside_numpy_or_torch_is_located_at_the_learners_line():
+    namespace = {"np": np, "torch": torch}
+    exec(compile("def f(x):\n    y = x * 2\n    return np.reshape(y, (7, 7))\n\n"
+                 "def g(x):\n    t = torch.from_numpy(x)\n    return t.view(7, 7)\n", "<answer cell>", "exec"), namespace)
+    for name, line in (("f", 3), ("g", 7)):
+        result = _run([Call(name, [arr("x")], save="out")], {"x": np.zeros((2, 3))}, ("out",), namespace)
+        assert result.error and result.error["where"].startswith(f"in {name}, line {line}"), result.error

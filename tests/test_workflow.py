@@ -151,3 +151,65 @@ def test_cli_status_and_export_read_the_same_results(released_course, tmp_path, 
     assert cli.main(["--course", str(tmp_path / "nowhere"), "autograde", "02_backprop"]) in (1, 2)
     assert cli.main(["--course", str(root), "status", "99_unknown"]) == 2
     assert "unknown chapter" in capsys.readouterr().err
+
+
+PATCHED_SGD = '''
+_step = torch.optim.SGD.step
+
+def _step_and_clear(self, closure=None):
+    result = _step(self, closure)
+    self.zero_grad()
+    return result
+
+torch.optim.SGD.step = _step_and_clear
+
+def train_one_epoch(model, loader, loss_fn, optimizer, device):
+    model.train()
+    losses = []
+    for x, y in loader:
+        loss = loss_fn(model(x.to(device)), y.to(device))
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return sum(losses) / len(losses)
+'''
+
+AUTOGRAD_BACKWARD = '''
+class AffineFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w, b)
+        return x.reshape(len(x), -1) @ w + b
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, w, b = [t.detach().requires_grad_() for t in ctx.saved_tensors]
+        with torch.enable_grad():
+            return torch.autograd.grad(x.reshape(len(x), -1) @ w + b, (x, w, b), dout)
+'''
+
+
+def test_delegation_and_tampering_are_held_for_review_in_status_csv_and_feedback(released_course, tmp_path):
+    """Through nbgrader and the sandbox: a patched optimizer holds every item, autograd in a hand-written
+    backward holds its own; the instructor sees status `review` with the line, the learner the rule."""
+    chapter = "07_pytorch"
+    root = released_course["root"]
+    released = root / "release" / chapter / f"{chapter}.ipynb"
+    answers = answer_sources(chapter)
+    put_submission(root, chapter, "patches_sgd",
+                   learner_notebook(released, answers, {"train_one_epoch_answer": PATCHED_SGD}))
+    put_submission(root, chapter, "autograd_backward",
+                   learner_notebook(released, answers, {"AffineFunction_answer": AUTOGRAD_BACKWARD}))
+    runs = course.autograde(root, chapter, ["patches_sgd", "autograd_backward"], workers=2)
+    assert all(run.ok for run in runs), [run.error for run in runs]
+    patcher, delegator = _row(root, chapter, "patches_sgd"), _row(root, chapter, "autograd_backward")
+    assert patcher.status == "review" and patcher.score == 0, (patcher.status, patcher.items)
+    assert any("torch.optim.SGD.step" in m for m in patcher.problems), patcher.problems
+    assert delegator.status == "review" and delegator.items["AffineFunction"] == 0, delegator.items
+    assert delegator.score == delegator.max_score - 2, delegator.items     # only AffineFunction is held
+    export = course.export_grades(root, chapter, tmp_path / "grades.csv")
+    rows = {r["student"]: r for r in csv.DictReader(open(export))}
+    assert rows["patches_sgd"]["status"] == "review" and "held for review" in rows["patches_sgd"]["messages"]
+    feedback = course.generate_feedback(root, chapter)
+    html = (feedback / "autograd_backward" / chapter / f"{chapter}.html").read_text()
+    assert "held for review" in html and "autograd" in html

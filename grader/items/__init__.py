@@ -149,9 +149,11 @@ def _foreign(case: Case, function, item) -> bool:
 
 
 def _mutation_message(item_name, m):
+    copy = ("x = x.clone(), or operations that return a new tensor instead of the in-place ones: methods "
+            "ending in _ and assignments into x[...]") if m.get("tensor") else "x = x.copy() or dx = dout.copy()"
     return (f"{item_name}: {m.get('function', item_name)} changed its input `{m.get('argument', '?')}` in place."
-            f"\nHint: leave inputs untouched; work on a copy (e.g. x = x.copy() or dx = dout.copy()) or build "
-            f"a new array.")
+            f"\nHint: leave inputs untouched; work on a copy (e.g. {copy}) or build a new "
+            f"{'tensor' if m.get('tensor') else 'array'}.")
 
 
 def _own_problem(item, case, result):

@@ -70,6 +70,12 @@ class WordEmbeddingForward(ForwardItem):
         N, T, V, D = _distinct_dims(s, (2, 4), (2, 5), (5, 9), (2, 6))
         return {"x": s.inputs.integers(0, V, size=(N, T)), "W": s.inputs.normal(size=(V, D))}, {}
 
+    def edge_inputs(self, s):
+        # One sequence of one word, and embeddings of size 1 for a batch.
+        V = int(s.inputs.integers(3, 7))
+        return [({"x": s.inputs.integers(0, V, size=(1, 1)), "W": s.inputs.normal(size=(V, 3))}, {}),
+                ({"x": s.inputs.integers(0, V, size=(2, 3)), "W": s.inputs.normal(size=(V, 1))}, {})]
+
 
 @register(CHAPTER)
 class WordEmbeddingBackward(BackwardItem):
@@ -108,6 +114,11 @@ class RnnStepForward(ForwardItem):
         return dict(x=s.inputs.normal(size=(N, D)), prev_h=s.inputs.uniform(-0.9, 0.9, size=(N, H)),
                     **_recurrent_weights(s, D, H)), {}
 
+    def edge_inputs(self, s):
+        # One example; then one input feature and one hidden unit.
+        return [(dict(x=s.inputs.normal(size=(1, D)), prev_h=s.inputs.uniform(-0.9, 0.9, size=(1, H)),
+                      **_recurrent_weights(s, D, H)), {}) for D, H in ((3, 4), (1, 1))]
+
 
 @register(CHAPTER)
 class RnnStepBackward(BackwardItem):
@@ -133,6 +144,11 @@ class RnnForward(ForwardItem):
         N, T, D, H = _distinct_dims(s, (2, 4), (2, 5), (2, 5), (3, 6))
         return dict(x=s.inputs.normal(size=(N, T, D)), h0=s.inputs.uniform(-0.9, 0.9, size=(N, H)),
                     **_recurrent_weights(s, D, H)), {}
+
+    def edge_inputs(self, s):
+        # One sequence of one step; then a batch of one with one hidden unit over several steps.
+        return [(dict(x=s.inputs.normal(size=(N, T, D)), h0=s.inputs.uniform(-0.9, 0.9, size=(N, H)),
+                      **_recurrent_weights(s, D, H)), {}) for N, T, D, H in ((1, 1, 3, 4), (1, 4, 2, 1))]
 
 
 @register(CHAPTER)
