@@ -135,13 +135,13 @@ def rnn_forward_includes_h0(x, h0, Wx, Wh, b):
 
 
 def rnn_forward_squeezed(x, h0, Wx, Wh, b):
-    """A CS231n-style loop that squeezes each step's input: fine until a batch, a step or a feature is 1
+    """A CS231n-style loop that squeezes the stacked states: fine until a batch, a step or a hidden size is 1
     (only the degenerate cases catch it)."""
     prev, states = h0, []
     for t in range(x.shape[1]):
-        prev = np.tanh(np.squeeze(x[:, t, :]) @ Wx + prev @ Wh + b)
+        prev = np.tanh(x[:, t, :] @ Wx + prev @ Wh + b)
         states.append(prev)
-    return _with_sequence_cache(np.stack(states, axis=1), x, h0, Wx, Wh, b)
+    return _with_sequence_cache(np.squeeze(np.stack(states, axis=1)), x, h0, Wx, Wh, b)
 
 
 def rnn_forward_time_major(x, h0, Wx, Wh, b):

@@ -146,9 +146,9 @@ class RnnForward(ForwardItem):
                     **_recurrent_weights(s, D, H)), {}
 
     def edge_inputs(self, s):
-        # One sequence of one step; then a batch of one with one hidden unit over several steps.
+        # One sequence of one step; then one input feature and one hidden unit over several steps.
         return [(dict(x=s.inputs.normal(size=(N, T, D)), h0=s.inputs.uniform(-0.9, 0.9, size=(N, H)),
-                      **_recurrent_weights(s, D, H)), {}) for N, T, D, H in ((1, 1, 3, 4), (1, 4, 2, 1))]
+                      **_recurrent_weights(s, D, H)), {}) for N, T, D, H in ((1, 1, 3, 4), (2, 3, 1, 1))]
 
 
 @register(CHAPTER)
