@@ -3,7 +3,7 @@
     course init       [--exchange DIR]           create the course folder and nbgrader config
     course release    CHAPTER|all                 learner notebooks -> release/, notebooks/ (and the exchange)
     course collect    CHAPTER [--zips DIR]        submissions from the exchange, or from LMS zip files
-    course autograde  CHAPTER [--student S ...] [--workers N]
+    course autograde  CHAPTER [--student S ...] [--workers N | --cluster ADDRESS] [--force]
     course feedback   CHAPTER                     HTML feedback per learner (returned via the exchange if any)
     course export     CHAPTER [--out FILE]        grades CSV: totals, points per function, reasons
     course status     CHAPTER                     summary table of the class
@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from . import course
+from .distribute import ClusterError
 
 
 def _chapters(arg):
@@ -56,8 +57,16 @@ def cmd_autograde(args):
         print(f"{args.chapter}: nothing to grade: no submissions in {Path(args.course) / 'submitted'}")
         return 1
     with tqdm(total=len(students), desc=f"autograde {args.chapter}", unit="learner") as bar:
-        runs = course.autograde(args.course, args.chapter, students, args.workers,
-                                progress=lambda run: bar.update(1))
+        try:
+            runs = course.autograde(args.course, args.chapter, students, args.workers,
+                                    progress=lambda run: bar.update(1), cluster=args.cluster,
+                                    force=args.force or bool(args.student))
+        except ClusterError as exc:
+            print(f"{args.chapter}: {exc}", file=sys.stderr)
+            return 2
+    refused = course.worker_report(args.course, args.chapter).get("refused") or {}
+    for worker, problems in refused.items():
+        print(f"  ! worker {worker} took no learners: {'; '.join(problems)}")
     failed = [r for r in runs if not r.ok]
     print(f"{args.chapter}: graded {len(runs) - len(failed)} of {len(runs)} submission(s)")
     for r in failed:
@@ -85,8 +94,11 @@ def cmd_status(args):
 
 
 def cmd_feedback(args):
-    folder = course.generate_feedback(args.course, args.chapter)
+    problems = {}
+    folder = course.generate_feedback(args.course, args.chapter, problems)
     print(f"{args.chapter}: feedback written to {folder}")
+    for student, problem in problems.items():
+        print(f"  ! {student}: nbgrader could not make this feedback ({problem}); a page of verdicts was written")
 
 
 def cmd_export(args):
@@ -155,7 +167,11 @@ def build_parser():
     p = sub.add_parser("autograde", help="grade submissions in the sandbox")
     p.add_argument("chapter")
     p.add_argument("--student", action="append", help="only this learner (repeatable)")
-    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: number of cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="grading processes on this machine (default: number of cores; ignored with --cluster)")
+    p.add_argument("--cluster", help="address of a running Dask scheduler (tcp:// on this machine, or tls://)")
+    p.add_argument("--force", action="store_true",
+                   help="regrade learners whose submission was already recorded (default: resume)")
     p.set_defaults(func=cmd_autograde)
     for name, func, text in (("feedback", cmd_feedback, "write feedback"), ("status", cmd_status, "class summary")):
         p = sub.add_parser(name, help=text)

@@ -20,6 +20,7 @@ Course folder layout (``--course``, default ``./course``)::
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -29,14 +30,13 @@ import sys
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from queue import Queue
 
 import nbformat
 
 from . import earlier_chapters
-from .nbgrader_plugins import REPORT_SUFFIX, SLOT_ENV
+from .nbgrader_plugins import REPORT_SUFFIX
 from .notebooks import SOLUTIONS, graded_items, nb_meta
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def nbgrader_config_text(root: Path, exchange: Path | None = None, isolation: st
         "from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor",
         "from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,",
         "                                    GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades)",
-        "from grader.nbgrader_plugins import ApplyVerdicts, SandboxedExecute",
+        "from grader.nbgrader_plugins import ApplyJudgement",
         "",
         "c = get_config()  # noqa: F821",
         f"c.CourseDirectory.root = {str(root)!r}",
@@ -89,14 +89,16 @@ def nbgrader_config_text(root: Path, exchange: Path | None = None, isolation: st
         f"c.CourseDirectory.db_url = {('sqlite:///' + str(root / 'gradebook.db') + '?timeout=120')!r}",
         "c.CourseDirectory.ignore = ['.ipynb_checkpoints', '*.pyc', '__pycache__', '*.verdicts.json']",
         "c.OverwriteCells.add_missing_cells = True",
-        "c.Autograde.autograde_preprocessors = [SandboxedExecute, ApplyVerdicts, IgnorePattern,",
+        # Judging happens on the grading workers (grader.distribute); nbgrader records their judgement.
+        "c.Autograde.autograde_preprocessors = [ApplyJudgement, IgnorePattern,",
         "    ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]",
         f"c.SandboxedExecute.cell_timeout = {int(cell_timeout)}",
         f"c.SandboxedExecute.notebook_timeout = {int(notebook_timeout)}",
         f"c.SandboxedExecute.memory_mb = {int(memory_mb)}",
         f"c.SandboxedExecute.hidden_paths = {hidden!r}",
         f"c.SandboxedExecute.isolation = {isolation!r}",
-        f"c.ApplyVerdicts.report_dir = {str(root / 'reports')!r}",
+        f"c.ApplyJudgement.judged_dir = {str(root / 'judged')!r}",
+        f"c.ApplyJudgement.report_dir = {str(root / 'reports')!r}",
         # Feedback shows each hidden test's verdict, never its source.
         "c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]",
         "c.ClearHiddenTests.enforce_metadata = False",
@@ -397,66 +399,181 @@ def submitted_students(root: Path, chapter: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / chapter).is_dir())
 
 
-def autograde(root: Path, chapter: str, students=None, workers: int | None = None, progress=None,
-              preflight: bool = True) -> list[GradeRun]:
-    """Autograde every (or the given) learner's submission, ``workers`` at a time.
+def _submission_fingerprint(root: Path, chapter: str, student: str) -> str:
+    """A hash of what the learner submitted: a recorded grading of the same files need not be redone."""
+    h = hashlib.sha256()
+    folder = Path(root) / "submitted" / student / chapter
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if path.is_file():
+            h.update(str(path.relative_to(folder)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
 
-    First the preflight (``grader.preflight``) proves that the chapter's solution
-    scores full marks and its released notebook zero in this very configuration;
-    if not, GradingUnavailable is raised and nobody is graded. Each learner is then
-    graded by its own `nbgrader autograde` process, whose notebook runs in a
-    sandbox slot of its own; one learner's failure is recorded and never stops the
-    others. Re-running regrades from the untouched submissions.
+
+def already_recorded(root: Path, chapter: str, student: str) -> bool:
+    """True when this very submission was judged and recorded in the gradebook by an earlier run."""
+    marker = _reports(root, chapter, student) / "recorded.json"
+    try:
+        return json.loads(marker.read_text()).get("submission") == _submission_fingerprint(root, chapter, student)
+    except (OSError, ValueError):
+        return False
+
+
+def autograde(root: Path, chapter: str, students=None, workers: int | None = None, progress=None,
+              preflight: bool = True, cluster: str | None = None, force: bool = True) -> list[GradeRun]:
+    """Autograde every (or the given) learner's submission on Dask (``grader.distribute``).
+
+    Each learner is one task: the staged notebooks travel as bytes to a worker (a LocalCluster of
+    ``workers`` processes here, or the scheduler at ``cluster``), which judges them in its own sandbox
+    and sends back the executed notebooks and verdicts; this process alone records them in nbgrader's
+    gradebook (``nbgrader autograde`` with ``ApplyJudgement``) and writes the reports. First every worker
+    proves it can grade (the preflight: the chapter's solution scores full marks and its released
+    notebook zero, there); if none can, GradingUnavailable is raised and nobody is graded. One learner's
+    failure is recorded and never stops the others. ``force=False`` skips learners whose very submission
+    was already recorded (a restarted run resumes).
     """
+    from distributed import wait
+    from distributed.scheduler import KilledWorker
+
+    from . import distribute
+
     _check_chapter(chapter)
     root = Path(root)
     _require_course(root)
-    if preflight:
-        from .preflight import run_preflight
-
-        report = run_preflight(root, chapter)
-        if not report.ok:
-            raise GradingUnavailable(report.summary())
     students = list(students) if students is not None else submitted_students(root, chapter)
-    workers = max(1, workers or os.cpu_count() or 1)
-    # nbgrader grades with the source folder's copy of every data file, never a learner's.
+    if not force:
+        students = [s for s in students if not already_recorded(root, chapter, s)]
+    settings = asdict(distribute.Settings.from_course(root))
+    released = root / "release" / chapter / f"{chapter}.ipynb"
+    if not released.is_file():
+        raise CourseError(f"{chapter} has not been released in {root}: run `course release {chapter}` first")
     earlier_chapters.write_given_code(chapter, SOLUTIONS)
-    slots: Queue = Queue()
-    for i in range(workers):
-        slots.put(i)
+    runs: list[GradeRun] = []
+    started = {}
 
-    def grade_one(student):
-        start = time.perf_counter()
-        report_dir = _reports(root, chapter, student)
-        for old in report_dir.glob(f"*{REPORT_SUFFIX}"):
-            old.unlink()
-        (report_dir / "autograde_error.txt").unlink(missing_ok=True)
-        stage_submission(root, chapter, student)
-        if not any((root / "staged" / student / chapter).glob("*.ipynb")):
-            # Nothing gradable (all notebooks missing or unreadable): the staging problems say why,
-            # and `results` scores it 0; nbgrader would only fail on an empty folder.
-            run = GradeRun(student, True, time.perf_counter() - start)
-            if progress:
-                progress(run)
-            return run
-        slot = slots.get()
-        try:
-            proc = _nbgrader(root, "autograde", chapter, "--student", student, "--force",
-                             "--CourseDirectory.submitted_directory=staged", env={SLOT_ENV: str(slot)}, check=False)
-        finally:
-            slots.put(slot)
-        ok = proc.returncode == 0
-        error = "" if ok else _autograde_error(proc.stderr)
-        if not ok:
-            report_dir.mkdir(parents=True, exist_ok=True)
-            (report_dir / "autograde_error.txt").write_text(error + "\n\n" + _tail(proc.stderr, 40))
-        run = GradeRun(student, ok, time.perf_counter() - start, error)
+    def finish(run):
+        runs.append(run)
         if progress:
             progress(run)
-        return run
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(grade_one, students))
+    with distribute.Cluster(cluster, workers) as dc:
+        allowed = None
+        if preflight:
+            good, bad = dc.prove_workers(chapter, released.read_bytes(), settings)
+            _write_worker_report(root, chapter, good, bad)
+            if not good:
+                raise GradingUnavailable(f"{chapter}: grading cannot be trusted here, so nobody was graded: no "
+                                         f"grading worker passed the preflight:\n"
+                                         + "\n".join(f"  - {w}: {'; '.join(p)}" for w, p in bad.items()))
+            allowed = good if bad else None
+        futures = {}
+        for student in students:
+            started[student] = time.perf_counter()
+            _clear_reports(root, chapter, student)
+            stage_submission(root, chapter, student)
+            staged = root / "staged" / student / chapter
+            notebooks = {p.name: p.read_bytes() for p in sorted(staged.glob("*.ipynb"))}
+            if not notebooks:
+                # Nothing gradable (all notebooks missing or unreadable): the staging problems say why.
+                finish(GradeRun(student, True, 0.0))
+                continue
+            futures[dc.submit(chapter, student, notebooks, settings, workers=allowed)] = student
+        recorders = ThreadPoolExecutor(max_workers=max(1, min(4, workers or 2)))
+        pending, recording = set(futures), []
+        while pending:
+            done, pending = wait(pending, timeout=30, return_when="FIRST_COMPLETED")
+            if not done and allowed and not set(allowed) & set(dc.workers()):
+                for future in pending:
+                    _grading_problem(root, chapter, futures[future], "no grading worker that passed the preflight "
+                                                                       "is left")
+                    finish(GradeRun(futures[future], False, 0.0, "no grading worker left"))
+                    future.cancel()
+                break
+            for future in done:
+                student = futures[future]
+                try:
+                    judged = future.result()
+                except KilledWorker:
+                    _grading_problem(root, chapter, student, f"grading this submission stopped "
+                                                             f"{distribute.ALLOWED_FAILURES + 1} grading workers")
+                    finish(GradeRun(student, False, time.perf_counter() - started[student],
+                                    "its grading stopped the grading workers"))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one learner's failure never stops the others
+                    error = f"grading failed on the worker: {type(exc).__name__}: {str(exc)[:300]}"
+                    _write_error(root, chapter, student, error, "")
+                    finish(GradeRun(student, False, time.perf_counter() - started[student], error))
+                    continue
+                recording.append(recorders.submit(_record_judgement, root, chapter, student, judged,
+                                                  started[student]))
+        for job in recording:
+            finish(job.result())
+        recorders.shutdown()
+    return runs
+
+
+def _clear_reports(root, chapter, student):
+    report_dir = _reports(root, chapter, student)
+    for old in report_dir.glob(f"*{REPORT_SUFFIX}"):
+        old.unlink()
+    for name in ("autograde_error.txt", "grading_problem.txt", "recorded.json"):
+        (report_dir / name).unlink(missing_ok=True)
+    judged = Path(root) / "judged" / chapter / student
+    if judged.exists():
+        shutil.rmtree(judged)
+
+
+def _write_error(root, chapter, student, error, detail):
+    report_dir = _reports(root, chapter, student)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "autograde_error.txt").write_text(error + "\n\n" + detail)
+
+
+def _grading_problem(root, chapter, student, reason):
+    report_dir = _reports(root, chapter, student)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "grading_problem.txt").write_text(reason)
+
+
+def worker_report(root, chapter) -> dict:
+    """{"ready": [...], "refused": {worker: problems}} of the last autograde's preflight on the workers."""
+    try:
+        return json.loads((Path(root) / "reports" / chapter / "workers.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_worker_report(root, chapter, good, bad):
+    folder = Path(root) / "reports" / chapter
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "workers.json").write_text(json.dumps({"ready": good, "refused": bad}, indent=1))
+
+
+def _record_judgement(root, chapter, student, judged, start) -> GradeRun:
+    """Write what the worker sent back and let nbgrader record it (ApplyJudgement); only here is the
+    gradebook written."""
+    folder = Path(root) / "judged" / chapter / student
+    folder.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for name, outcome in judged.items():
+        if "error" in outcome:
+            problems.append(outcome["error"])
+            continue
+        (folder / name).write_text(outcome["executed"])
+        report = dict(outcome["report"], student=student)
+        (folder / f"{name[:-len('.ipynb')]}{REPORT_SUFFIX}").write_text(json.dumps(report))
+    proc = _nbgrader(root, "autograde", chapter, "--student", student, "--force",
+                     "--CourseDirectory.submitted_directory=staged", check=False)
+    ok = proc.returncode == 0 and not problems
+    error = "" if ok else ("; ".join(problems) or _autograde_error(proc.stderr))
+    if not ok:
+        _write_error(root, chapter, student, error, _tail(proc.stderr, 40))
+    else:
+        (_reports(root, chapter, student) / "recorded.json").write_text(
+            json.dumps({"submission": _submission_fingerprint(root, chapter, student)}))
+    with open(_reports(root, chapter, student) / "recordings.log", "a") as log:     # one line per recording
+        log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {'recorded' if ok else 'failed'}\n")
+    return GradeRun(student, ok, time.perf_counter() - start, error)
 
 
 def _autograde_error(stderr):
@@ -466,16 +583,45 @@ def _autograde_error(stderr):
 
 # --- Feedback, export, status -----------------------------------------------------------
 
-def generate_feedback(root: Path, chapter: str) -> Path:
-    """HTML feedback per learner (verdicts and hints, no hidden test source); returned via the exchange if any."""
+def generate_feedback(root: Path, chapter: str, problems: dict | None = None) -> Path:
+    """HTML feedback per learner (verdicts and hints, no hidden test source); returned via the exchange if any.
+
+    One learner's notebook never fails the class: if nbgrader cannot make everyone's feedback at once
+    (e.g. a learner's cell contains the text of a hidden-test marker), each learner's is made on its own,
+    and a learner whose feedback nbgrader cannot make gets a plain page of their verdicts instead; the
+    reasons are put in ``problems`` ({student: message}).
+    """
     _check_chapter(chapter)
     root = Path(root)
-    _nbgrader(root, "generate_feedback", chapter, "--force")
+    problems = {} if problems is None else problems
+    if _nbgrader(root, "generate_feedback", chapter, "--force", check=False).returncode != 0:
+        for student in sorted(p.name for p in (root / "autograded").iterdir() if (p / chapter).is_dir()):
+            proc = _nbgrader(root, "generate_feedback", chapter, "--student", student, "--force", check=False)
+            if proc.returncode != 0:
+                problems[student] = _autograde_error(proc.stderr)
+                _plain_feedback(root, chapter, student, problems[student])
     if "c.Exchange.root" in (root / "nbgrader_config.py").read_text():
         # Only submissions that came through the exchange can get feedback back through it.
         for secret in sorted((root / "feedback").glob(f"*/{chapter}/submission_secret.txt")):
-            _nbgrader(root, "release_feedback", chapter, "--student", secret.parent.parent.name)
+            _nbgrader(root, "release_feedback", chapter, "--student", secret.parent.parent.name, check=False)
     return root / "feedback"
+
+
+def _plain_feedback(root, chapter, student, reason):
+    """A page of a learner's verdicts (from the grader's report, never the notebook's cells)."""
+    import html
+
+    items = {}
+    for path in sorted(_reports(root, chapter, student).glob(f"*{REPORT_SUFFIX}")):
+        items.update(json.loads(path.read_text()).get("items", {}))
+    rows = "".join(f"<h3>{html.escape(name)}: {'passed' if v.get('passed') else 'not passed'}</h3>"
+                   f"<pre>{html.escape(v.get('message', ''))}</pre>" for name, v in items.items())
+    folder = Path(root) / "feedback" / student / chapter
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{chapter}.html").write_text(
+        f"<html><body><h1>{html.escape(chapter)}: feedback for {html.escape(student)}</h1>"
+        f"<p>Your notebook could not be shown here ({html.escape(reason)}); these are your verdicts.</p>"
+        f"{rows}</body></html>")
 
 
 @dataclass
@@ -520,6 +666,8 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
                     problems += json.loads((report_dir / f"{stage}.json").read_text())
             error = (report_dir / "autograde_error.txt").read_text().split("\n\n")[0] \
                 if (report_dir / "autograde_error.txt").is_file() else ""
+            stopped = (report_dir / "grading_problem.txt").read_text() \
+                if (report_dir / "grading_problem.txt").is_file() else ""
             verdicts = {}
             for path in sorted(report_dir.glob(f"*{REPORT_SUFFIX}")):
                 report = json.loads(path.read_text())
@@ -556,7 +704,11 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
             if unrecorded:
                 problems.insert(0, f"nothing was recorded for {len(unrecorded)} item(s) ({', '.join(unrecorded)}): "
                                    f"those zeros are not judgments of answers")
-            if error:
+            if stopped:
+                status, score = "grading problem", None
+                items = {item: None for item in source_items}
+                problems.insert(0, f"not graded: {stopped}")
+            elif error:
                 status = "error"
                 problems.insert(0, error)
             elif score is None and problems and student in submitted_students(root, chapter):

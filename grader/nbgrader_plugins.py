@@ -4,6 +4,11 @@ nbgrader's own autograde runs the learner's notebook in a kernel and gives a
 test cell its points when the cell raises nothing, which learner code can
 arrange (``np.allclose = lambda *a, **k: True``). Here instead:
 
+Judging happens where the work is (a Dask worker, ``grader.distribute``): ``judge_notebook`` runs the
+two steps below on a submission and returns the executed notebook with each hidden test cell's
+verdict as its output. On the coordinator, ``ApplyJudgement`` (in place of nbgrader's ``Execute``)
+puts that judgement into nbgrader's own pipeline, which scores and saves it in the gradebook.
+
 1. ``SandboxedExecute`` (replaces nbgrader's ``Execute``) writes fresh random
    cases for every hidden test, runs the notebook inside the sandbox
    (``grader.sandbox``) where ``course_harness`` records what the learner's
@@ -202,6 +207,9 @@ def _not_recorded_reason(status, cell, index):
     if died is not None and died <= index:
         return (f"The kernel died in cell {died + 1} before this test ran (os._exit, a crash, or the memory "
                 f"limit in your code ends it).")
+    if index in (status.get("timed_out_cells") or []):
+        return ("This hidden test was stopped at the time limit for one cell: a function it called ran too long "
+                "(an endless loop, or far more work than the task needs).")
     error = status.get("error") or ""
     outputs = cell.get("outputs", [])
     ran = cell.get("execution_count") is not None and not any(o.get("ename") == "NotExecuted" for o in outputs)
@@ -218,6 +226,89 @@ def hold_for_review(verdict: Verdict, flags) -> Verdict:
     numbers = "the hidden test's numbers were right" if verdict.passed else "the hidden test failed too"
     return Verdict(verdict.item, False, f"{review_message(verdict.item, flags)}\n({numbers}: "
                    f"{verdict.message.splitlines()[0]})", review=tuple(f.describe() for f in flags))
+
+
+def overwrite_from_source(nb, source):
+    """What nbgrader's OverwriteCells does, from the chapter's source notebook: every locked or graded cell
+    gets the source's text, type and grading metadata back (hidden tests included); answer cells keep the
+    learner's text. Returns ``nb``, changed in place."""
+    import copy
+
+    trusted = {nb_meta(c).get("grade_id"): c for c in source.cells if nb_meta(c).get("grade_id")}
+    for cell in nb.cells:
+        grade_id = nb_meta(cell).get("grade_id")
+        original = trusted.get(grade_id)
+        if original is None:
+            continue
+        meta = nb_meta(original)
+        cell.metadata["nbgrader"] = copy.deepcopy(original.metadata["nbgrader"])
+        if meta.get("locked") or meta.get("grade"):
+            cell.source = original.source
+            cell.cell_type = original.cell_type
+            if cell.cell_type != "code":
+                cell.pop("outputs", None)
+                cell.pop("execution_count", None)
+            elif "outputs" not in cell:
+                cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def judge_notebook(chapter, nb, config, student="learner", notebook=None, folder=None):
+    """(executed notebook with a verdict in every hidden test cell, report) for one notebook of ``chapter``.
+
+    ``nb`` is the submission as the learner wrote it (locked cells are put back from the source here);
+    ``config`` a traitlets Config carrying the SandboxedExecute limits. No course folder is needed: the
+    chapter's source notebook and given code come from the grader's own copy.
+    """
+    from .notebooks import chapter_notebook, read
+
+    source_path = chapter_notebook(chapter)
+    nb = overwrite_from_source(nb, read(source_path))
+    resources = {"nbgrader": {"assignment": chapter, "student": student, "notebook": notebook or chapter},
+                 "metadata": {"path": str(folder or source_path.parent)}}
+    executed, resources = SandboxedExecute(config=config).preprocess(nb, resources)
+    apply = ApplyVerdicts(config=config)
+    apply.report_dir = ""
+    executed, resources = apply.preprocess(executed, resources)
+    return executed, resources["course"]["report"]
+
+
+class ApplyJudgement(NbGraderPreprocessor):
+    """Put a judgement made elsewhere (``judge_notebook`` on a worker) into nbgrader's autograde pipeline.
+
+    The judged notebook is read from ``judged_dir``/<chapter>/<student>/<notebook>.ipynb, its report beside
+    it; every code cell of the notebook nbgrader is grading takes the judged cell's outputs. The two must
+    have the same cells (both put the locked cells back from the same source); if not, grading of this
+    learner fails with that message rather than scoring anything.
+    """
+
+    judged_dir = Unicode("", help="Where the coordinator keeps judged notebooks and their reports.").tag(config=True)
+    report_dir = Unicode("", help="Folder for per-notebook verdict reports (read by `course status`).").tag(
+        config=True)
+
+    def preprocess(self, nb, resources):
+        chapter = resources["nbgrader"]["assignment"]
+        student, notebook = resources["nbgrader"]["student"], resources["nbgrader"]["notebook"]
+        folder = Path(self.judged_dir) / chapter / student
+        path = folder / f"{notebook}.ipynb"
+        if not path.is_file():
+            raise RuntimeError(f"{student}: {notebook} was not judged (no {path.name} from a grading worker)")
+        judged = nbformat.read(str(path), as_version=4)
+        ours = [(c.cell_type, nb_meta(c).get("grade_id")) for c in nb.cells]
+        theirs = [(c.cell_type, nb_meta(c).get("grade_id")) for c in judged.cells]
+        if ours != theirs:
+            raise RuntimeError(f"{student}: the judged {notebook} does not have the cells nbgrader grades")
+        for mine, done in zip(nb.cells, judged.cells):
+            if mine.cell_type == "code":
+                mine.outputs = done.get("outputs", [])
+                mine.execution_count = done.get("execution_count")
+        report = json.loads((folder / f"{notebook}{REPORT_SUFFIX}").read_text())
+        resources["course"] = {"report": report}
+        if self.report_dir:
+            out = Path(self.report_dir) / chapter / student / f"{notebook}{REPORT_SUFFIX}"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=1))
+        return nb, resources
 
 
 class ApplyVerdicts(NbGraderPreprocessor):

@@ -54,20 +54,27 @@ def _config(root: Path):
     return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
 
 
-def _fingerprint(root: Path, chapter: str) -> str:
+def installation_fingerprint(chapter: str, *extra_paths, extra: bytes = b"") -> str:
+    """A hash of everything a preflight's outcome depends on here: Python and its packages, the grader and
+    learner-side code, the chapter's source folder, and ``extra`` (settings, the released notebook)."""
     from importlib import metadata
 
     h = hashlib.sha256()
     h.update(sys.version.encode())
     h.update(str(sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())).encode())
-    paths = [Path(root) / "nbgrader_config.py", REPO / "course_harness.py",
-             *sorted((REPO / "solutions" / chapter).glob("*")), *sorted((Path(root) / "release" / chapter).glob("*")),
+    paths = [REPO / "course_harness.py", *extra_paths, *sorted((REPO / "solutions" / chapter).glob("*")),
              *sorted((REPO / "grader").rglob("*.py")), *sorted((REPO / "dlcourse").rglob("*.py"))]
     for path in paths:
         if path.is_file():
             h.update(str(path).encode())
             h.update(path.read_bytes())
+    h.update(extra)
     return h.hexdigest()
+
+
+def _fingerprint(root: Path, chapter: str) -> str:
+    return installation_fingerprint(chapter, Path(root) / "nbgrader_config.py",
+                                    *sorted((Path(root) / "release" / chapter).glob("*")))
 
 
 def _with_hidden_tests(released, source):
@@ -163,18 +170,29 @@ def run_preflight(root: Path, chapter: str, *, use_cache: bool = True) -> Prefli
         if unreadable:
             problems.append("the sandbox's unprivileged user cannot read " + ", ".join(unreadable)
                             + ": make them world-readable (chmod -R o+rX) or install the course elsewhere")
-    name = f"{chapter}.ipynb"
-    source_path = REPO / "solutions" / chapter / name
-    released_path = root / "release" / chapter / name
+    released_path = root / "release" / chapter / f"{chapter}.ipynb"
     if not released_path.is_file():
         return PreflightReport(chapter, False, [f"{chapter} has not been released in {root}: run "
                                                 f"`course release {chapter}` first"])
     earlier_chapters.write_given_code(chapter)
-    config = _config(root)
-    source = nbformat.read(str(source_path), as_version=4)
-    released = nbformat.read(str(released_path), as_version=4)
-    expected = graded_items(source)
     details = {}
+    problems += check_notebooks(chapter, nbformat.read(str(released_path), as_version=4), _config(root), details)
+    report = PreflightReport(chapter, not problems, problems, details)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"passed": key if report.ok else None, "problems": problems}, indent=1))
+    return report
+
+
+def check_notebooks(chapter: str, released, config, details: dict | None = None) -> list[str]:
+    """Problems found grading the worked solution (must score every item) and the untouched ``released``
+    notebook (must score none, each item on a recorded answer) with ``config``, here; [] when grading works.
+
+    Needs no course folder: a Dask worker runs it before it grades anyone (grader.distribute)."""
+    details = {} if details is None else details
+    problems = []
+    source_path = REPO / "solutions" / chapter / f"{chapter}.ipynb"
+    source = nbformat.read(str(source_path), as_version=4)
+    expected = graded_items(source)
     for who, nb in (("solution", source), ("release", _with_hidden_tests(released, source))):
         try:
             items, recorded, status, errors = _grade(nb, chapter, source_path.parent, config, who)
@@ -203,8 +221,4 @@ def run_preflight(root: Path, chapter: str, *, use_cache: bool = True) -> Prefli
             if unrecorded:
                 problems.append(f"the untouched released notebook recorded no answers for {unrecorded} (its stubs "
                                 f"should raise NotImplementedError and be recorded)" + (f". Cause: {cause}" if cause else ""))
-    report = PreflightReport(chapter, not problems, problems, details)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"passed": key if report.ok else None, "problems": problems}, indent=1))
-    return report
-
+    return problems

@@ -164,7 +164,7 @@ def hostile_class(root: Path, listener_port: int):
             started = 0
             for _ in range(400):
                 try:
-                    subprocess.Popen(["sleep", "120"])
+                    subprocess.Popen(["sleep", "117.25"])
                     started += 1
                 except Exception:
                     break
@@ -276,12 +276,20 @@ def test_a_correct_submission_in_a_hostile_class_gets_full_marks(graded):
     assert row.score == FULL and row.status == "graded", row.messages
 
 
-@pytest.mark.parametrize("student", ["patches_allclose", "reads_secrets", "fakes_visible_checks",
-                                     "edits_and_deletes_test_cells"])
+@pytest.mark.parametrize("student", ["reads_secrets", "edits_and_deletes_test_cells"])
 def test_wrong_softmax_scores_zero_whatever_else_the_kernel_does(graded, student):
     row = graded["rows"][student]
     assert row.items["softmax"] == 0, row.items
     assert row.score == FULL - 1, (row.score, row.messages)
+
+
+@pytest.mark.parametrize("student, patched", [("patches_allclose", "np.allclose"),
+                                              ("fakes_visible_checks", "checks.check_close")])
+def test_patching_libraries_holds_every_item_for_review(graded, student, patched):
+    """Changing a library the grading uses is found in the submitted source: nothing scores until reviewed."""
+    row = graded["rows"][student]
+    assert row.status == "review" and row.score == 0, (row.status, row.items)
+    assert any("held for review" in m and patched in m for m in row.problems), row.problems
 
 
 @pytest.mark.parametrize("student", ["patches_harness_function", "shadows_harness_module", "forges_results_files"])
@@ -318,9 +326,10 @@ def test_code_that_removes_its_working_folder_is_named_and_costs_nothing(graded)
 
 def test_code_that_breaks_the_recorder_is_told_so(graded):
     row = graded["rows"]["breaks_the_recorder"]
-    assert row.items["softmax"] == 1 and row.items["DataLoader"] == 0, row.items
     assert row.status == "grading problem", (row.status, row.messages)
-    assert any("DataLoader" in m and "ran but recorded nothing" in m for m in row.failures), row.failures
+    assert any("nothing was recorded" in m and "DataLoader" in m for m in row.problems), row.problems
+    # reaching into course_harness is in the submitted source: every item is held for review too
+    assert row.score == 0 and any("held for review" in m and "course_harness" in m for m in row.problems), row.problems
 
 
 def test_kernel_death_keeps_the_points_earned_before_it(graded):
@@ -333,6 +342,7 @@ def test_an_infinite_loop_in_a_function_costs_only_that_function(graded):
     row = graded["rows"]["loops_forever_in_function"]
     assert row.items["relu"] == 0 and row.score == FULL - 1, row.items
     assert any("interrupted" in m for m in row.problems), row.problems
+    assert any(m.startswith("relu") and "time limit" in m and "harness" not in m for m in row.failures), row.failures
 
 
 def test_an_infinite_loop_at_top_level_is_interrupted_and_grading_goes_on(graded):
@@ -361,7 +371,7 @@ def test_a_process_storm_is_contained(graded):
     assert graded["rows"]["fork_storm"].score == FULL
     import subprocess
 
-    left = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True).stdout.split()
+    left = subprocess.run(["pgrep", "-f", "sleep 117.25"], capture_output=True, text=True).stdout.split()
     assert not left, f"processes outlived the sandbox: {left}"
 
 
