@@ -49,13 +49,14 @@ $(SERVER_CONFIG): jupyter/jupyter_server_config.py $(STAMP)
 	cp jupyter/jupyter_server_config.py $@
 
 env: $(STAMP) $(LEARNER_CONFIG) $(SERVER_CONFIG)
+	@# The given code of earlier chapters beside each worked solution, so that solutions/ runs as checked out.
+	@$(PY) -m grader.earlier_chapters
 	@# The Assignments panel only where an nbgrader exchange exists (a course's JupyterHub); a
 	@# self-learner has none, and the panel would only show "exchange directory does not exist".
 	@if [ -d "$(EXCHANGE)" ]; then action=enable; else action=disable; fi; \
 		$(VENV)/bin/jupyter labextension $$action --level=sys_prefix @jupyter/nbgrader:assignment-list > /dev/null 2>&1
 
 lab: env
-	@$(PY) -m grader.earlier_chapters     # lets solutions/ run as they are, for those who compare
 	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/
 
 test: env

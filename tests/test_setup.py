@@ -180,3 +180,10 @@ def test_make_picks_the_first_supported_python_on_path(tmp_path):
                           env=dict(env_without_python, **env), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"{tmp_path / 'python3.12'} -m venv" in proc.stdout, proc.stdout
+
+
+def test_make_env_writes_the_given_code_so_solutions_run_as_checked_out(tmp_path):
+    """`make lab` and `make test` both make `env`, which writes solutions/NN/earlier_chapters.py: an instructor
+    can execute a worked solution (jupyter nbconvert --execute) right after either."""
+    out = _make_n("env", f"VENV={tmp_path / 'v'}")
+    assert "-m grader.earlier_chapters" in out, out
