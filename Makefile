@@ -50,7 +50,7 @@ $(SERVER_CONFIG): jupyter/jupyter_server_config.py $(STAMP)
 
 env: $(STAMP) $(LEARNER_CONFIG) $(SERVER_CONFIG)
 	@# The given code of earlier chapters beside each worked solution, so that solutions/ runs as checked out.
-	@$(PY) -m grader.earlier_chapters
+	@$(PY) -m grader.workflow.earlier_chapters
 	@# The Assignments panel only where an nbgrader exchange exists (a course's JupyterHub); a
 	@# self-learner has none, and the panel would only show "exchange directory does not exist".
 	@if [ -d "$(EXCHANGE)" ]; then action=enable; else action=disable; fi; \

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/autograde_time.py [--class-size 8] [--chapter 02_backprop] [--chapters 07_pytorch]
     .venv/bin/python benchmarks/autograde_time.py --class-only        # Dask throughput and scaling alone
 
-The class is graded through Dask (grader/distribute.py) on a LocalCluster of 1, then 2 worker
+The class is graded through Dask (grader/workflow/distribute.py) on a LocalCluster of 1, then 2 worker
 processes; the workers' preflight is timed apart (it is remembered on the machine after a pass).
 
 Budget (shared/DESIGN.md section 9): under 30 s per chapter submission on a
@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--chapter", default="02_backprop", help="chapter graded for the fake class")
     parser.add_argument("--chapters", nargs="*", default=None, help="chapters timed one submission each (default: all)")
     args = parser.parse_args()
-    from grader.preflight import run_preflight
+    from grader.workflow.preflight import run_preflight
     print(f"machine: {os.cpu_count()} cores; sandbox isolation: {sandbox.detect_isolation().mode}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "course"

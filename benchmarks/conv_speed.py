@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dlcourse import cnn_explorer  # noqa: E402
-from grader.notebooks import solution_namespace  # noqa: E402
+from grader.workflow.earlier_chapters import solution_namespace  # noqa: E402
 
 
 def main():

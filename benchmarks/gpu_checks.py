@@ -36,7 +36,7 @@ def main():
     import torch
 
     from dlcourse import devices
-    from grader.notebooks import solution_namespace
+    from grader.workflow.earlier_chapters import solution_namespace
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")

@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from grader import earlier_chapters  # noqa: E402
-from grader.course import chapters  # noqa: E402
-from grader.nbgrader_plugins import kernel_environment  # noqa: E402
-from grader.notebooks import nb_meta  # noqa: E402
+from grader.workflow.course import chapters  # noqa: E402
+from grader.workflow.nbgrader_plugins import kernel_environment  # noqa: E402
+from grader.judge.notebooks import nb_meta  # noqa: E402
 
-CELL_LIMIT_S = 30          # the autograder's per-cell limit (grader/nbgrader_plugins.py, cell_timeout)
+CELL_LIMIT_S = 30          # the autograder's per-cell limit (grader/workflow/nbgrader_plugins.py, cell_timeout)
 AUTOGRADE_ENV = ("NBGRADER_EXECUTION", "MPLBACKEND", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                  "CUDA_VISIBLE_DEVICES")
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dlcourse import data, devices, torch_speed  # noqa: E402
-from grader.notebooks import solution_namespace  # noqa: E402
+from grader.workflow.earlier_chapters import solution_namespace  # noqa: E402
 
 
 def main():

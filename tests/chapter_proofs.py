@@ -21,9 +21,9 @@ import warnings
 import nbformat
 import pytest
 
-from grader.items import chapter_items, grade_in_process
-from grader.notebooks import solution_namespace
-from grader.review import course_notebook, review_notebook, review_object
+from grader.judge.items import chapter_items, grade_in_process
+from grader.workflow.earlier_chapters import solution_namespace
+from grader.judge.review import course_notebook, review_notebook, review_object
 
 from conftest import solution_notebook
 
@@ -90,7 +90,7 @@ def chapter_proofs(chapter, wrong, alternatives):
             assert not failed, f"{label}, seed {seed}: {failed}"
 
     def test_worked_solutions_and_alternatives_are_not_held_for_review():
-        """grader.review reads submitted sources for delegation and tampering: honest code is never flagged."""
+        """grader.judge.review reads submitted sources for delegation and tampering: honest code is never flagged."""
         nb = nbformat.read(str(solution_notebook(chapter)), as_version=4)
         flags = review_notebook(chapter, nb, course_notebook(chapter), list(items))
         assert not flags, {item: [f.describe() for f in found] for item, found in flags.items()}
@@ -106,7 +106,7 @@ def chapter_proofs(chapter, wrong, alternatives):
         "solution": solution, "grade_all": grade_all}
 
 
-# --- faults charged where they are (grader.items.Item) ----------------------------------------
+# --- faults charged where they are (grader.judge.items.Item) ----------------------------------------
 
 def grade_items(chapter, namespace, seed, names):
     """Only the named items of a chapter, graded in-process: {item: Verdict}."""

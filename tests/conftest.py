@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import course
-from grader.notebooks import nb_meta
+from grader.workflow import course
+from grader.judge.notebooks import nb_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION_REGION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION\n?", re.S)

@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from grader.items import chapter_items
-from grader.notebooks import solution_namespace
+from grader.judge.items import chapter_items
+from grader.workflow.earlier_chapters import solution_namespace
 
 from chapter_proofs import grade_chapter
 from conftest import solution_notebook
@@ -765,7 +765,7 @@ def test_a_function_that_raises_loses_only_its_item_with_a_readable_message(solu
 def test_notebook_points_match_the_stated_total():
     import nbformat
 
-    from grader.notebooks import graded_items
+    from grader.judge.notebooks import graded_items
 
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
     points = graded_items(nb)
@@ -777,8 +777,8 @@ def test_notebook_points_match_the_stated_total():
 def test_shuffle_checks_fail_a_correct_loader_with_probability_below_1e_9():
     import itertools
 
-    from grader.cases import Streams
-    from grader.items import ch01_mlp_xor as items
+    from grader.judge.cases import Streams
+    from grader.judge.items import ch01_mlp_xor as items
 
     # together_probability against brute force over every order of 5 samples in batches of 2 (sizes 2, 2, 1)
     together = [sum(1 for k in range(0, 5, 2) if {0, 1} <= set(order[k:k + 2]))

@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from grader.cases import Streams
-from grader.items import chapter_items
-from grader.items import ch03_initialization as items_module
+from grader.judge.cases import Streams
+from grader.judge.items import chapter_items
+from grader.judge.items import ch03_initialization as items_module
 
 from chapter_proofs import chapter_proofs
 
@@ -394,7 +394,7 @@ def test_initializer_tolerances_fail_a_correct_answer_with_probability_below_1e_
 def test_a_uniform_initializer_with_the_right_std_passes_every_check_but_the_tails():
     # The tail check is what catches it: mean and standard deviation alone cannot tell.
     namespace = {"xavier_init": xavier_uniform_same_std}
-    from grader.items import grade_in_process
+    from grader.judge.items import grade_in_process
 
     verdict = grade_in_process("xavier_init", namespace, CHAPTER, seed=0)
     assert not verdict.passed and "beyond 2 standard deviations" in verdict.message, verdict.message
@@ -412,7 +412,7 @@ def test_independence_bounds_fail_independent_draws_with_the_stated_probability(
 
 
 def test_a_laplace_initializer_with_the_right_std_passes_every_check_but_the_cdf():
-    from grader.items import grade_in_process
+    from grader.judge.items import grade_in_process
 
     verdict = grade_in_process("he_init", {"he_init": he_laplace_same_std}, CHAPTER, seed=0)
     assert not verdict.passed and "empirical CDF" in verdict.message and "false-alarm probability" in verdict.message, \

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.items import grade_in_process
+from grader.judge.items import grade_in_process
 
 from chapter_proofs import SEEDS, chapter_proofs, fault_proofs, grade_items
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.cases import Streams
-from grader.items import ch05_dropout_regularization as items
-from grader.items import grade_in_process
-from grader.references import ch05_dropout_regularization as R
+from grader.judge.cases import Streams
+from grader.judge.items import ch05_dropout_regularization as items
+from grader.judge.items import grade_in_process
+from grader.judge.references import ch05_dropout_regularization as R
 
 from chapter_proofs import SEEDS, chapter_proofs, fault_proofs, grade_items
 

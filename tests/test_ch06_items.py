@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from grader.notebooks import solution_namespace
+from grader.workflow.earlier_chapters import solution_namespace
 
 from chapter_proofs import SEEDS, chapter_proofs, fault_proofs, grade_items, rebind
 from conftest import solution_notebook
@@ -669,9 +669,9 @@ globals().update(chapter_proofs(CHAPTER, WRONG, ALTERNATIVES))   # the standard 
 
 
 def test_residual_block_inputs_keep_away_from_the_relu_kinks():
-    from grader.cases import Streams
-    from grader.items.ch06_cnn import KINK_MARGIN, PARAM_NAMES, _residual_inputs
-    from grader.references.ch06_cnn import residual_block_parts
+    from grader.judge.cases import Streams
+    from grader.judge.items.ch06_cnn import KINK_MARGIN, PARAM_NAMES, _residual_inputs
+    from grader.judge.references.ch06_cnn import residual_block_parts
 
     for seed in range(20):
         arrays = _residual_inputs(Streams.from_seed(seed))
@@ -824,8 +824,8 @@ def test_output_size_rounding_or_divisibility_fails_on_every_seed(item, wrong):
 
 @pytest.mark.parametrize("item", ["conv_forward_naive", "max_pool_forward_naive", "conv_output_size"])
 def test_every_seed_has_stride_above_one_no_padding_and_non_square_shapes(item):
-    from grader.cases import Streams
-    from grader.items import chapter_items
+    from grader.judge.cases import Streams
+    from grader.judge.items import chapter_items
 
     for seed in range(25):
         cases = [c for c in chapter_items(CHAPTER)[item].cases(Streams.from_seed(seed)) if "probe_of" not in c.context]

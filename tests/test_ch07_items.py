@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from grader import earlier_chapters
-from grader.items import find_item, grade_in_process
+from grader.workflow import earlier_chapters
+from grader.judge.items import find_item, grade_in_process
 
 from chapter_proofs import chapter_proofs
 

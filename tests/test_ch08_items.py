@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from grader.items import ch08_vae_gan as items
-from grader.references import ch08_vae_gan as R
+from grader.judge.items import ch08_vae_gan as items
+from grader.judge.references import ch08_vae_gan as R
 
 from chapter_proofs import chapter_proofs
 

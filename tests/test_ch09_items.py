@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.notebooks import solution_namespace
+from grader.workflow.earlier_chapters import solution_namespace
 
 from chapter_proofs import chapter_proofs
 from conftest import solution_notebook
@@ -595,7 +595,7 @@ globals().update(chapter_proofs(CHAPTER, WRONG, ALTERNATIVES))
 # --- the references the attention items trust ------------------------------------------------------------
 
 def test_attention_reference_agrees_with_torch_on_every_mask_kind():
-    from grader.references import ch09_rnn_attention as R
+    from grader.judge.references import ch09_rnn_attention as R
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64) for _ in range(3))
@@ -608,9 +608,9 @@ def test_attention_reference_agrees_with_torch_on_every_mask_kind():
 
 def test_multi_head_reference_is_nn_multihead_attention_with_the_hidden_tests_parameters():
     """The hidden cases' arrays, loaded into torch's own module, give the reference's numbers (per head)."""
-    from grader.cases import Streams
-    from grader.items import find_item
-    from grader.references import ch09_rnn_attention as R
+    from grader.judge.cases import Streams
+    from grader.judge.items import find_item
+    from grader.judge.references import ch09_rnn_attention as R
 
     item = find_item("MultiHeadAttention", CHAPTER)
     for case in item.cases(Streams.from_seed(3)):

@@ -1,4 +1,4 @@
-"""Grading a class on Dask (grader.distribute): faults survived, every learner recorded once, safe addresses.
+"""Grading a class on Dask (grader.workflow.distribute): faults survived, every learner recorded once, safe addresses.
 
 A two-process LocalCluster on loopback stands in for a cluster of machines: the coordinator reaches
 it only through its scheduler address, as it would reach a remote one.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import course, distribute
+from grader.workflow import course, distribute
 
 from conftest import ROOT, answer_sources, learner_notebook, put_submission
 

@@ -219,7 +219,7 @@ def test_the_speed_benchmark_compares_the_same_network_in_numpy_and_torch():
     import torch
 
     from dlcourse import torch_speed
-    from grader.references import ch02_backprop as R2, ch06_cnn as R6
+    from grader.judge.references import ch02_backprop as R2, ch06_cnn as R6
 
     params = torch_speed.init_cnn_params(rng=3)
     X = np.random.default_rng(4).normal(size=(5, 1, 8, 8))

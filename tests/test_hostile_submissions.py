@@ -18,8 +18,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from grader import course, sandbox
-from grader.notebooks import graded_items, nb_meta
+from grader.workflow import course
+from grader.isolation import sandbox
+from grader.judge.notebooks import graded_items, nb_meta
 
 from conftest import ROOT, answer_sources, learner_notebook, put_submission, solution_notebook
 
@@ -79,7 +80,7 @@ def hostile_class(root: Path, listener_port: int):
         return learner_notebook(released)
 
     secrets = [str(root / "gradebook.db"), str(ROOT / "solutions" / CHAPTER / f"{CHAPTER}.ipynb"),
-               str(ROOT / "grader" / "references" / "ch01_mlp_xor.py")]
+               str(ROOT / "grader" / "judge" / "references" / "ch01_mlp_xor.py")]
     subs = {
         "perfect": solved(),
         "patches_allclose": insert_after(solved(softmax=WRONG_SOFTMAX), "", """
@@ -139,7 +140,7 @@ def hostile_class(root: Path, listener_port: int):
             """),
         "delegates_to_reference": solved(softmax=textwrap.dedent("""
             def softmax(x):
-                from grader.references.ch01_mlp_xor import softmax as trusted
+                from grader.judge.references.ch01_mlp_xor import softmax as trusted
                 return trusted(x)
             """)),
         "kernel_exits": insert_after(solved(), "test_confusion_matrix", "import os\nos._exit(0)\n"),
@@ -442,7 +443,7 @@ def test_submissions_are_never_modified_and_regrading_is_idempotent(graded):
 def test_recorded_results_are_read_without_following_links(tmp_path):
     import os
 
-    from grader.protocol import read_results
+    from grader.judge.protocol import read_results
 
     (tmp_path / "secret.json").write_text('{"item": "relu", "results": []}')
     os.symlink(tmp_path / "secret.json", tmp_path / "relu.json")

@@ -1,7 +1,7 @@
 """No silent zeros: the grader proves it can grade before it grades anyone, wherever the course is cloned.
 
 ``course autograde`` first grades the chapter's worked solution and its untouched released notebook in
-the class's own configuration (grader/preflight.py). A broken environment stops grading with a message
+the class's own configuration (grader/workflow/preflight.py). A broken environment stops grading with a message
 that names the cause; a working one grades from any folder: under /tmp, under a 0700 home directory.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import course
-from grader.notebooks import graded_items, read
-from grader.preflight import run_preflight
+from grader.workflow import course
+from grader.judge.notebooks import graded_items, read
+from grader.workflow.preflight import run_preflight
 
 from conftest import ROOT, answer_sources, learner_notebook, put_submission
 
@@ -63,7 +63,7 @@ def test_the_cli_refuses_with_the_message(tmp_path):
     course.release_assignment(root, CHAPTER, None)
     released = root / "release" / CHAPTER / f"{CHAPTER}.ipynb"
     put_submission(root, CHAPTER, "bob", learner_notebook(released))
-    proc = subprocess.run([sys.executable, "-m", "grader.cli", "--course", str(root), "autograde", CHAPTER],
+    proc = subprocess.run([sys.executable, "-m", "grader.workflow.cli", "--course", str(root), "autograde", CHAPTER],
                           capture_output=True, text=True)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "grading cannot be trusted here, so nobody was graded" in proc.stderr
@@ -104,7 +104,7 @@ def test_a_clone_grades_to_full_marks_from_tmp_and_from_a_0700_home(tmp_path, wh
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
     def cli(*args):
-        return subprocess.run([python, "-m", "grader.cli", "--course", str(root), *args], cwd=clone,
+        return subprocess.run([python, "-m", "grader.workflow.cli", "--course", str(root), *args], cwd=clone,
                               capture_output=True, text=True, env=env)
 
     assert cli("init").returncode == 0

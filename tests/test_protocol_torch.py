@@ -1,7 +1,7 @@
 """The torch half of the call-program protocol: what the kernel builds, records, and what the grader reads back.
 
-Chapters 07-09 grade torch code through these specs (grader/protocol.py), their execution in
-course_harness.py, and the checks in grader/checks.py; these tests pin the contract they rely on.
+Chapters 07-09 grade torch code through these specs (grader/judge/protocol.py), their execution in
+course_harness.py, and the checks in grader/judge/checks.py; these tests pin the contract they rely on.
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from grader import checks, earlier_chapters
-from grader.checks import Failure
-from grader.protocol import (Call, Case, Other, Raised, TensorValue, arr, learner, list_of, lit, module, ref,
+from grader.judge import checks
+from grader.workflow import earlier_chapters
+from grader.judge.checks import Failure
+from grader.judge.protocol import (Call, Case, Other, Raised, TensorValue, arr, learner, list_of, lit, module, ref,
                              run_in_process, tensor, trusted)
 
 pytestmark = pytest.mark.grader

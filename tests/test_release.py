@@ -4,8 +4,8 @@ import json
 import nbformat
 import pytest
 
-from grader import course
-from grader.notebooks import graded_items, nb_meta
+from grader.workflow import course
+from grader.judge.notebooks import graded_items, nb_meta
 
 from conftest import ROOT, SOLUTION_REGION, solution_notebook
 
@@ -38,15 +38,15 @@ def test_committed_notebooks_match_a_fresh_release(released_course, chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_code_from_earlier_chapters_never_includes_the_chapters_own_graded_functions(chapter):
-    from grader.earlier_chapters import given_code_problems
-    from grader.items import chapter_items
+    from grader.workflow.earlier_chapters import given_code_problems
+    from grader.judge.items import chapter_items
 
     problems = given_code_problems(chapter, set(chapter_items(chapter)))
     assert not problems, "\n".join(problems)
 
 
 def test_given_code_that_would_leak_a_graded_function_is_reported(tmp_path):
-    from grader.earlier_chapters import given_code_problems
+    from grader.workflow.earlier_chapters import given_code_problems
 
     solutions = _fake_solutions(tmp_path, {"01_a": [("def f(x):\n    return x", "f_answer")],
                                            "02_b": [("from earlier_chapters import f", None)]})
@@ -77,11 +77,11 @@ def test_solution_notebooks_are_committed_without_outputs(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_hidden_test_cell_names_a_known_item_and_every_item_is_tested(chapter):
-    from grader.items import chapter_items
+    from grader.judge.items import chapter_items
 
     in_notebook = graded_items(nbformat.read(str(solution_notebook(chapter)), as_version=4))
     assert set(in_notebook) == set(chapter_items(chapter)), \
-        "hidden test cells and grader/items disagree"
+        "hidden test cells and grader/judge/items disagree"
     assert all(points > 0 for points in in_notebook.values())
 
 
@@ -92,7 +92,7 @@ def test_learner_support_library_never_imports_the_grader():
 
 
 def test_learner_support_library_defines_no_graded_function():
-    from grader.items import chapter_items
+    from grader.judge.items import chapter_items
 
     names = {name for chapter in CHAPTERS for name in chapter_items(chapter)}
     for path in (ROOT / "dlcourse").rglob("*.py"):
@@ -117,7 +117,7 @@ def _fake_solutions(tmp_path, cells_by_chapter):
 
 
 def test_given_code_takes_answers_and_what_they_call_but_nothing_else(tmp_path):
-    from grader.earlier_chapters import generate
+    from grader.workflow.earlier_chapters import generate
 
     solutions = _fake_solutions(tmp_path, {
         "01_a": [("def helper(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION", "helper_answer"),
@@ -137,7 +137,7 @@ def test_given_code_takes_answers_and_what_they_call_but_nothing_else(tmp_path):
 
 
 def test_given_code_names_an_import_no_earlier_chapter_answers(tmp_path):
-    from grader.earlier_chapters import generate
+    from grader.workflow.earlier_chapters import generate
 
     solutions = _fake_solutions(tmp_path, {"01_a": [("def f(x):\n    return x", "f_answer")],
                                            "02_b": [("from earlier_chapters import g", None)]})

@@ -23,13 +23,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import sandbox
-from grader.sandbox import Limits, SandboxError, SandboxUnavailable, run_in_sandbox
+from grader.isolation import sandbox
+from grader.isolation.sandbox import Limits, SandboxError, SandboxUnavailable, run_in_sandbox
 
 pytestmark = pytest.mark.sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER = ROOT / "grader" / "notebook_runner.py"
+RUNNER = ROOT / "grader" / "isolation" / "notebook_runner.py"
 PY = sys.executable
 ENV = {
     "PATH": f"{Path(PY).parent}:/usr/bin:/bin",
@@ -246,7 +246,7 @@ def test_isolation_in_namespaced_modes(ns_mode, outside, job, tmp_path):
     assert (hidden / "secret.txt").read_text() == SECRET
     assert hidden_file.read_text() == SECRET
     assert sorted(p.name for p in hidden.iterdir()) == ["secret.txt"]
-    assert (ROOT / "grader" / "sandbox.py").exists()
+    assert (ROOT / "grader" / "isolation" / "sandbox.py").exists()
     # the root holds the allow-list only
     assert set(r["root_listing"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin",
                                       "tmp", "usr", "var", *Path(ROOT).parts[1:2], *Path(PY).parts[1:2],
@@ -323,7 +323,7 @@ def test_the_sandbox_dies_with_the_grader(ns_mode, job):
     marker = f"orphan-marker-{os.getpid()}-{ns_mode}"
     grader = (
         "import sys\nsys.path.insert(0, %r)\n"
-        "from pathlib import Path\nfrom grader.sandbox import run_in_sandbox, Limits\n"
+        "from pathlib import Path\nfrom grader.isolation.sandbox import run_in_sandbox, Limits\n"
         "run_in_sandbox([sys.executable, '-c', 'import time; time.sleep(60)', %r], Path(%r),\n"
         "               env={'PATH': '/usr/bin:/bin'}, limits=Limits(wall_seconds=60), mode=%r)\n"
     ) % (str(ROOT), marker, str(job), ns_mode)
@@ -712,8 +712,8 @@ def planted_copies():
     tops = [Path("/srv") / token, Path("/opt") / token, Path("/mnt") / token, Path("/home") / token]
     files = []
     for top in tops:
-        for rel in ("solutions/01_mlp_xor/01_mlp_xor.ipynb", "grader/references/ch01_mlp_xor.py",
-                    "grader/items/ch01_mlp_xor.py"):
+        for rel in ("solutions/01_mlp_xor/01_mlp_xor.ipynb", "grader/judge/references/ch01_mlp_xor.py",
+                    "grader/judge/items/ch01_mlp_xor.py"):
             path = top / "clone" / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(SECRET)

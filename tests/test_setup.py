@@ -186,4 +186,4 @@ def test_make_env_writes_the_given_code_so_solutions_run_as_checked_out(tmp_path
     """`make lab` and `make test` both make `env`, which writes solutions/NN/earlier_chapters.py: an instructor
     can execute a worked solution (jupyter nbconvert --execute) right after either."""
     out = _make_n("env", f"VENV={tmp_path / 'v'}")
-    assert "-m grader.earlier_chapters" in out, out
+    assert "-m grader.workflow.earlier_chapters" in out, out

@@ -3,7 +3,7 @@
 Every submission below is what a learner could put in the cells of chapters 07-09: a wrong or
 delegated answer plus code that forges what the kernel reports, does the work with autograd or a
 patched library, or games a statistical check. Each is graded as the autograder grades it: the
-submitted cells are read by grader.review (in this process), and executed on top of the worked
+submitted cells are read by grader.judge.review (in this process), and executed on top of the worked
 solutions in a fresh Python process (hostile code patches torch and the recorder in the process it
 runs in), where the hidden tests run through the same recorder and judge. A submission passes this
 test only if its item scores 0 or is flagged for review, with the rule named.
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.items import chapter_items
-from grader.review import assign, review_source
+from grader.judge.items import chapter_items
+from grader.judge.review import assign, review_source
 
 pytestmark = pytest.mark.grader
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,10 +267,13 @@ HOSTILE = [
 
         sys.modules["course_harness"].MAX_RETURNED_BYTES = 10
         """, expect="review"),
-    Hostile("reparameterization delegated to torch.distributions", 2, "08_vae_gan", "reparameterize", """
-        def reparameterize(mu, logvar):
-            return torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).rsample()
-        """, expect="review"),
+    Hostile("a detached KL passed off as carrying a graph", 2, "08_vae_gan", "kl_divergence", """
+        torch.Tensor.requires_grad = property(lambda self: True)
+
+        def kl_divergence(mu, logvar):
+            kl = 0.5 * (torch.exp(logvar) + mu ** 2 - 1 - logvar).sum(dim=1).mean()
+            return torch.tensor(kl.item(), dtype=torch.float64)
+        """),
     # --- 3. statistics too weak to tell ---------------------------------------------------------------
     Hostile("+-1 noise (right mean and variance)", 3, "08_vae_gan", "reparameterize", """
         def reparameterize(mu, logvar):
@@ -315,11 +318,11 @@ sys.path.insert(0, "tests")
 import torch
 torch.set_num_threads(1)
 from conftest import solution_notebook
-from grader.cases import Streams
-from grader.items import find_item, judge
-from grader.notebooks import solution_namespace
-from grader.protocol import run_in_process
-from grader.review import definition_sources
+from grader.judge.cases import Streams
+from grader.judge.items import find_item, judge
+from grader.workflow.earlier_chapters import solution_namespace
+from grader.judge.protocol import run_in_process
+from grader.judge.review import definition_sources
 import nbformat
 
 job = json.loads(sys.stdin.read())

@@ -1,7 +1,7 @@
 """The grader is safe from the files learner code can write: bounded reading, recordings kept as recorded.
 
 Everything under the grading folder is learner-writable while the notebook runs. The grader reads the
-recorded arrays with every size bound checked before anything is allocated (grader.protocol.load_arrays),
+recorded arrays with every size bound checked before anything is allocated (grader.judge.protocol.load_arrays),
 and the runner keeps each item's recording as its own hidden test cell left it (notebook_runner.GradingFiles).
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from grader import notebook_runner
-from grader.protocol import MAX_RESULT_NPZ_BYTES, load_arrays, read_results
+from grader.isolation import notebook_runner
+from grader.judge.protocol import MAX_RESULT_NPZ_BYTES, load_arrays, read_results
 
 pytestmark = pytest.mark.grader
 

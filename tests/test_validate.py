@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import course
-from grader.notebooks import graded_items, nb_meta
+from grader.workflow import course
+from grader.judge.notebooks import graded_items, nb_meta
 
 from conftest import ROOT, answer_sources, learner_notebook
 

@@ -8,7 +8,7 @@ import csv
 import nbformat
 import pytest
 
-from grader import course, earlier_chapters
+from grader.workflow import course, earlier_chapters
 
 from conftest import answer_sources, learner_notebook, nbgrader_as_learner, put_submission
 
@@ -137,7 +137,7 @@ def test_lms_zip_collection_reports_broken_zips_and_keeps_the_rest(released_cour
 
 
 def test_cli_status_and_export_read_the_same_results(released_course, tmp_path, capsys):
-    from grader import cli
+    from grader.workflow import cli
 
     root = released_course["root"]
     released = root / "release" / "02_backprop" / "02_backprop.ipynb"
@@ -213,3 +213,22 @@ def test_delegation_and_tampering_are_held_for_review_in_status_csv_and_feedback
     feedback = course.generate_feedback(root, chapter)
     html = (feedback / "autograd_backward" / chapter / f"{chapter}.html").read_text()
     assert "held for review" in html and "autograd" in html
+
+
+def test_one_learners_hidden_test_marker_never_fails_the_class_feedback(released_course):
+    """A learner whose code holds nbgrader's hidden-test marker text gets a page of verdicts; everyone else
+    gets nbgrader's feedback; the command reports the problem instead of failing."""
+    chapter = "01_mlp_xor"
+    root = released_course["root"]
+    released = root / "release" / chapter / f"{chapter}.ipynb"
+    answers = answer_sources(chapter)
+    marker = answers["sigmoid_answer"] + "\n# ### BEGIN HIDDEN TESTS\n"
+    put_submission(root, chapter, "marker", learner_notebook(released, answers, {"sigmoid_answer": marker}))
+    put_submission(root, chapter, "plain", learner_notebook(released, answers))
+    runs = course.autograde(root, chapter, ["marker", "plain"], workers=2)
+    assert all(run.ok for run in runs), [run.error for run in runs]
+    problems = {}
+    feedback = course.generate_feedback(root, chapter, problems)
+    assert (feedback / "plain" / chapter / f"{chapter}.html").is_file()
+    page = (feedback / "marker" / chapter / f"{chapter}.html").read_text()
+    assert "marker" in problems and "sigmoid" in page, problems

@@ -1,10 +1,10 @@
 """Graded items: for each graded function, how to make cases and how to judge outputs.
 
-Each chapter module (``grader/items/ch02_backprop.py`` ...) defines one ``Item``
+Each chapter module (``grader/judge/items/ch02_backprop.py`` ...) defines one ``Item``
 subclass per graded function and registers it with ``@register``. An item never
 runs learner code itself: ``cases`` describes calls, the sandboxed kernel (or
 ``run_in_process`` in tests) performs them, and ``check`` judges the recorded
-outputs against the trusted references in ``grader/references``.
+outputs against the trusted references in ``grader/judge/references``.
 """
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from ..checks import Failure
 from ..protocol import Case, Result, run_in_process
 
 CHAPTER_MODULES = {
-    "01_mlp_xor": "grader.items.ch01_mlp_xor",
-    "02_backprop": "grader.items.ch02_backprop",
-    "03_initialization": "grader.items.ch03_initialization",
-    "04_batchnorm": "grader.items.ch04_batchnorm",
-    "05_dropout_regularization": "grader.items.ch05_dropout_regularization",
-    "06_cnn": "grader.items.ch06_cnn",
-    "07_pytorch": "grader.items.ch07_pytorch",
-    "08_vae_gan": "grader.items.ch08_vae_gan",
-    "09_rnn_attention": "grader.items.ch09_rnn_attention",
+    "01_mlp_xor": "grader.judge.items.ch01_mlp_xor",
+    "02_backprop": "grader.judge.items.ch02_backprop",
+    "03_initialization": "grader.judge.items.ch03_initialization",
+    "04_batchnorm": "grader.judge.items.ch04_batchnorm",
+    "05_dropout_regularization": "grader.judge.items.ch05_dropout_regularization",
+    "06_cnn": "grader.judge.items.ch06_cnn",
+    "07_pytorch": "grader.judge.items.ch07_pytorch",
+    "08_vae_gan": "grader.judge.items.ch08_vae_gan",
+    "09_rnn_attention": "grader.judge.items.ch09_rnn_attention",
 }
 
 _REGISTRY: dict[str, dict[str, "Item"]] = {}
@@ -123,7 +123,7 @@ class Verdict:
     item: str
     passed: bool
     message: str
-    review: tuple = ()        # lines of the submitted source that hold this item for review (grader.review)
+    review: tuple = ()        # lines of the submitted source that hold this item for review (grader.judge.review)
 
 
 def _error_message(item, error):

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import nbformat
 
-from . import earlier_chapters, sandbox
-from .notebooks import graded_items, nb_meta
+from . import earlier_chapters
+from ..isolation import sandbox
+from ..judge.notebooks import graded_items, nb_meta
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -187,7 +188,7 @@ def check_notebooks(chapter: str, released, config, details: dict | None = None)
     """Problems found grading the worked solution (must score every item) and the untouched ``released``
     notebook (must score none, each item on a recorded answer) with ``config``, here; [] when grading works.
 
-    Needs no course folder: a Dask worker runs it before it grades anyone (grader.distribute)."""
+    Needs no course folder: a Dask worker runs it before it grades anyone (grader.workflow.distribute)."""
     details = {} if details is None else details
     problems = []
     source_path = REPO / "solutions" / chapter / f"{chapter}.ipynb"

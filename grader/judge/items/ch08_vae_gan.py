@@ -2,7 +2,7 @@
 
 Every input is a fresh float64 CPU tensor made from arrays this module draws; the kernel only
 records what the learner's functions return (and the gradients autograd gives through them),
-and the verdicts are reached here, against ``grader/references/ch08_vae_gan.py`` in float64.
+and the verdicts are reached here, against ``grader/judge/references/ch08_vae_gan.py`` in float64.
 
 - The losses (``kl_divergence``, ``vae_loss``, ``discriminator_loss``, ``generator_loss``,
   ``cycle_consistency_loss``) must return a 0-dimensional float64 tensor that still carries its

@@ -1,6 +1,6 @@
 """The instructor workflow: release, collect, autograde, feedback, export, status.
 
-Every step is a plain function (the CLI in ``grader.cli`` is a thin shell over
+Every step is a plain function (the CLI in ``grader.workflow.cli`` is a thin shell over
 them, and the tests call them directly). nbgrader does the bookkeeping (its
 gradebook, exchange, release and feedback converters); this module adds what a
 class of strangers needs: submissions checked and normalised before grading
@@ -37,9 +37,9 @@ import nbformat
 
 from . import earlier_chapters
 from .nbgrader_plugins import REPORT_SUFFIX
-from .notebooks import SOLUTIONS, graded_items, nb_meta
+from ..judge.notebooks import SOLUTIONS, graded_items, nb_meta
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 COURSE_ID = "dl-course"
 MAX_NOTEBOOK_BYTES = 20 * 2**20
@@ -79,7 +79,7 @@ def nbgrader_config_text(root: Path, exchange: Path | None = None, isolation: st
         "from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor",
         "from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,",
         "                                    GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades)",
-        "from grader.nbgrader_plugins import ApplyJudgement",
+        "from grader.workflow.nbgrader_plugins import ApplyJudgement",
         "",
         "c = get_config()  # noqa: F821",
         f"c.CourseDirectory.root = {str(root)!r}",
@@ -89,7 +89,7 @@ def nbgrader_config_text(root: Path, exchange: Path | None = None, isolation: st
         f"c.CourseDirectory.db_url = {('sqlite:///' + str(root / 'gradebook.db') + '?timeout=120')!r}",
         "c.CourseDirectory.ignore = ['.ipynb_checkpoints', '*.pyc', '__pycache__', '*.verdicts.json']",
         "c.OverwriteCells.add_missing_cells = True",
-        # Judging happens on the grading workers (grader.distribute); nbgrader records their judgement.
+        # Judging happens on the grading workers (grader.workflow.distribute); nbgrader records their judgement.
         "c.Autograde.autograde_preprocessors = [ApplyJudgement, IgnorePattern,",
         "    ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]",
         f"c.SandboxedExecute.cell_timeout = {int(cell_timeout)}",
@@ -421,7 +421,7 @@ def already_recorded(root: Path, chapter: str, student: str) -> bool:
 
 def autograde(root: Path, chapter: str, students=None, workers: int | None = None, progress=None,
               preflight: bool = True, cluster: str | None = None, force: bool = True) -> list[GradeRun]:
-    """Autograde every (or the given) learner's submission on Dask (``grader.distribute``).
+    """Autograde every (or the given) learner's submission on Dask (``grader.workflow.distribute``).
 
     Each learner is one task: the staged notebooks travel as bytes to a worker (a LocalCluster of
     ``workers`` processes here, or the scheduler at ``cluster``), which judges them in its own sandbox
@@ -632,7 +632,7 @@ class LearnerResult:
     max_score: float
     items: dict           # item -> points scored (None if not graded)
     status: str           # "graded", "problems", "grading problem" (answers not recorded), "review" (source
-    #                       flagged by grader.review: an instructor decides), "error",
+    #                       flagged by grader.judge.review: an instructor decides), "error",
     #                       "no submission", "not graded"
     problems: list        # what went wrong with the submission or its run
     failures: list        # first line of each failed item's feedback

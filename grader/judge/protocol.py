@@ -14,7 +14,7 @@ about itself is a fact a verdict may rest on. Every fact that grants points is e
 - from numbers checked against trusted references computed in this process, in float64 on the
   CPU, on inputs drawn fresh in this process (a forged recording must contain the right numbers,
   and computing them is the exercise);
-- or from the submitted source, which the grader reads itself (``grader.review``: delegation to
+- or from the submitted source, which the grader reads itself (``grader.judge.review``: delegation to
   torch's own solution and tampering with the grading hold an item for review; ``Item.source_problem``:
   a fact only the code shows, such as ``evaluate`` running under ``torch.no_grad()``).
 
@@ -28,7 +28,7 @@ numbers. Random functions are judged on their distribution over many draws.
 What a hostile learner can do: make the recorder write any numbers and any dtype, device or mode
 they like; patch torch, NumPy or the trusted objects a case hands over; read the cases' inputs. What
 that gains: nothing the numbers do not already allow (the right numbers on inputs nobody saw before
-need the computation), and the patching itself is in the submitted source, where ``grader.review``
+need the computation), and the patching itself is in the submitted source, where ``grader.judge.review``
 finds it and holds the item for review (it is shown to the instructor with the line). What remains
 possible: code that defeats the review by means it does not know (an obfuscation that names no
 grading machinery and calls nothing dynamic), which still has to produce the right numbers.

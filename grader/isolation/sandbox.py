@@ -286,7 +286,7 @@ def _describe(mode: str) -> Isolation:
 # The launcher (runs as `python -I -S -c _LAUNCHER CFG_FD STATUS_FD STAGE`)
 # --------------------------------------------------------------------------
 
-_LAUNCHER = Path(__file__).with_name("launcher.py").read_text()     # its own file: grader/launcher.py
+_LAUNCHER = Path(__file__).with_name("launcher.py").read_text()     # its own file: grader/isolation/launcher.py
 
 
 # --------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Used only by hidden tests, in the grader's process; never shipped inside a
 learner notebook. Written plainly so a TA can audit them in a minute. Forward
 functions are all the hidden tests need: gradients are checked against
-centered differences of these forwards (see ``grader/numerics.py``).
+centered differences of these forwards (see ``grader/judge/numerics.py``).
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ inputs cannot be forged without computing them, but two things can still earn po
 the exercise, and neither shows in the numbers:
 
 - **delegation**: handing the work to torch's own solution of the item (``F.scaled_dot_product_attention``
-  inside your attention, autograd inside a hand-written ``backward``, ``torch.distributions`` for the
-  reparameterization trick);
+  inside your attention, autograd inside a hand-written ``backward``; the chapter tests' alternatives,
+  such as ``torch.distributions``' ``rsample`` for the reparameterization, are accepted answers, not this);
 - **tampering**: changing what the grading relies on in the learner's own process (the recorder
   ``course_harness``, a torch or NumPy function the hidden tests hand over, ``sys.modules``, frames,
   the garbage collector, hooks, torch's dispatch overrides).
@@ -51,18 +51,14 @@ class Delegation:
     what: str                        # what the learner is asked to write instead
     in_backward: bool = False        # only inside ``def backward`` of a class
     bare_names_allowed: bool = False  # a bare Name may be the learner's own function of that name
+    attribute_only: frozenset = frozenset()   # names that count only as an attribute (``loss.backward()``)
 
 
 DELEGATION = {
     "07_pytorch": {
-        item: Delegation(frozenset(_AUTOGRAD), "the gradient formulas of backward, without autograd", in_backward=True)
+        item: Delegation(frozenset(_AUTOGRAD), "the gradient formulas of backward, without autograd", in_backward=True,
+                         attribute_only=frozenset({"backward", "func"}))
         for item in ("AffineFunction", "ReLUFunction", "Conv2dFunction")
-    },
-    "08_vae_gan": {
-        "reparameterize": Delegation(frozenset({"distributions", "rsample", "Normal", "MultivariateNormal"}),
-                                     "z = mu + sigma * eps with your own noise"),
-        "kl_divergence": Delegation(frozenset({"distributions", "kl_divergence"}), "the closed-form KL",
-                                    bare_names_allowed=True),
     },
     "09_rnn_attention": {
         item: Delegation(frozenset(_ATTENTION), "attention with matrix products and a softmax",
@@ -175,7 +171,7 @@ class _Reader(ast.NodeVisitor):
         if name in _MACHINERY and _MACHINERY[name]:
             self.tamper(node, f"reaches {_MACHINERY[name]}, which grading relies on; answers must only compute")
         for item, rule in self.delegation.items():
-            if name not in rule.names or (bare and rule.bare_names_allowed):
+            if name not in rule.names or (bare and (rule.bare_names_allowed or name in rule.attribute_only)):
                 continue
             if rule.in_backward and not self.backward_depth:
                 continue

@@ -1,7 +1,7 @@
 """Trusted references for chapter 05 (dropout, optimizers, regularization).
 
 Used only by hidden tests, in the grader's process. Dropout is random, so its
-hidden tests check properties (see ``grader/items/ch05_dropout_regularization.py``);
+hidden tests check properties (see ``grader/judge/items/ch05_dropout_regularization.py``);
 the references here say what a given mask must produce. The optimizers have two
 independent references: small NumPy update rules written as in CS231n, and
 ``torch.optim`` driven with the same gradients in float64 (the oracle the hidden

@@ -1,6 +1,6 @@
 """The sandbox's launcher: a small program run with ``python -I -S -c`` (never imported).
 
-grader/sandbox.py reads this file's text and starts it in stages (its docstring says what each stage
+grader/isolation/sandbox.py reads this file's text and starts it in stages (its docstring says what each stage
 does): it sets up namespaces, the allow-list root and the limits, then execs the learner's command. It
 uses the standard library only, and nothing of the grader, because it runs where the grader is invisible.
 """

@@ -2,13 +2,13 @@
 
 Used only by hidden tests, in the grader's process, in float64 on the CPU. Every function
 takes NumPy arrays (what the kernel recorded) and returns NumPy values, so that
-``grader.numerics`` can take centered differences of them; inside, the arithmetic is torch
+``grader.judge.numerics`` can take centered differences of them; inside, the arithmetic is torch
 in float64. The losses are written from their formulas, not with ``torch.nn.functional``'s
 losses, so that a learner who calls those gets compared with an independent computation.
 
 ``reparameterize`` is random and has no reference value: its hidden tests check the
 statistics of many draws and the gradients through one draw
-(``grader/items/ch08_vae_gan.py``); ``reparameterize_with_noise`` says what a given noise
+(``grader/judge/items/ch08_vae_gan.py``); ``reparameterize_with_noise`` says what a given noise
 must produce.
 """
 from __future__ import annotations

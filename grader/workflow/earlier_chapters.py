@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from .notebooks import nb_meta
+from ..judge.notebooks import SOLUTIONS, nb_meta, read
 
 MODULE = "earlier_chapters"
 FILENAME = f"{MODULE}.py"
@@ -32,8 +32,6 @@ SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 
 
 def _solutions_dir():
-    from .course import SOLUTIONS
-
     return SOLUTIONS
 
 
@@ -174,11 +172,47 @@ def given_code_problems(chapter, graded: set[str], solutions: Path | None = None
 
 def main():
     """Write every chapter's given code into solutions/ (so the solution notebooks run as they are)."""
-    from .course import SOLUTIONS, chapters
-
-    for chapter in chapters():
+    chapters = sorted(p.name for p in SOLUTIONS.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for chapter in chapters:
         if write_given_code(chapter, SOLUTIONS):
             print(f"solutions/{chapter}/{FILENAME} written from earlier chapters' solutions")
+
+
+def _setup_imports(nb) -> str:
+    """The top-level import statements of a notebook's first code cell (its set-up cell), given code excepted."""
+    import ast
+
+    first = next((c for c in nb.cells if c.cell_type == "code"), None)
+    if first is None or nb_meta(first).get("solution"):
+        return ""
+    source = "\n".join(line for line in first.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ""
+    keep = [node for node in tree.body if isinstance(node, ast.Import)
+            or (isinstance(node, ast.ImportFrom) and node.module != "earlier_chapters")]
+    return "\n".join(ast.unparse(node) for node in keep)
+
+
+def solution_namespace(path) -> dict:
+    """Execute only the answer cells of a solution notebook and return their namespace.
+
+    Answer cells are self-contained function definitions (they may use ``np`` and
+    what the chapter imports from earlier chapters, generated afresh from their
+    solution notebooks), so the project's tests can grade the reference solutions in-process.
+    """
+    nb = read(path)
+    namespace: dict = {}
+    exec("import numpy as np", namespace)
+    exec(_setup_imports(nb), namespace)     # torch chapters' answers use torch, nn, ... from the set-up cell
+    given = generate(Path(path).parent.name, Path(path).parent.parent)
+    if given:
+        exec(compile(given, f"{Path(path).parent.name}/earlier_chapters.py", "exec"), namespace)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and nb_meta(cell).get("solution"):
+            exec(compile(cell.source, f"{Path(path).name}:{nb_meta(cell).get('grade_id')}", "exec"), namespace)
+    return namespace
 
 
 if __name__ == "__main__":

@@ -4,14 +4,14 @@ nbgrader's own autograde runs the learner's notebook in a kernel and gives a
 test cell its points when the cell raises nothing, which learner code can
 arrange (``np.allclose = lambda *a, **k: True``). Here instead:
 
-Judging happens where the work is (a Dask worker, ``grader.distribute``): ``judge_notebook`` runs the
+Judging happens where the work is (a Dask worker, ``grader.workflow.distribute``): ``judge_notebook`` runs the
 two steps below on a submission and returns the executed notebook with each hidden test cell's
 verdict as its output. On the coordinator, ``ApplyJudgement`` (in place of nbgrader's ``Execute``)
 puts that judgement into nbgrader's own pipeline, which scores and saves it in the gradebook.
 
 1. ``SandboxedExecute`` (replaces nbgrader's ``Execute``) writes fresh random
    cases for every hidden test, runs the notebook inside the sandbox
-   (``grader.sandbox``) where ``course_harness`` records what the learner's
+   (``grader.isolation.sandbox``) where ``course_harness`` records what the learner's
    functions return, and collects those recordings;
 2. ``ApplyVerdicts`` judges the recordings in this process against the trusted
    references and rewrites each hidden test cell's output to the verdict: a
@@ -19,7 +19,7 @@ puts that judgement into nbgrader's own pipeline, which scores and saves it in t
    ``SaveAutoGrades`` then scores the cells as usual (an error output scores 0).
 
 Feedback uses nbgrader's ``ClearHiddenTests`` so no hidden test source reaches
-learners (see ``grader.course.nbgrader_config_text``).
+learners (see ``grader.workflow.course.nbgrader_config_text``).
 """
 from __future__ import annotations
 
@@ -36,14 +36,14 @@ from traitlets import Float, Integer, List, Unicode
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from . import sandbox
-from .cases import Streams
-from .items import Verdict, chapter_items, judge
-from .notebooks import TEST_PREFIX, graded_items, nb_meta
-from .protocol import read_results, read_untrusted, write_cases
-from .review import course_notebook, definition_sources, review_message, review_notebook
+from ..isolation import sandbox
+from ..judge.cases import Streams
+from ..judge.items import Verdict, chapter_items, judge
+from ..judge.notebooks import TEST_PREFIX, graded_items, nb_meta
+from ..judge.protocol import read_results, read_untrusted, write_cases
+from ..judge.review import course_notebook, definition_sources, review_message, review_notebook
 
-RUNNER = Path(__file__).with_name("notebook_runner.py")
+RUNNER = Path(__file__).resolve().parents[1] / "isolation" / "notebook_runner.py"
 MAX_EXECUTED_NOTEBOOK_BYTES = 64 * 2**20
 SLOT_ENV = "COURSE_SANDBOX_SLOT"
 REPORT_SUFFIX = ".verdicts.json"
@@ -117,7 +117,7 @@ class SandboxedExecute(NbGraderPreprocessor):
             raise ValueError(f"hidden test cells name items the grader does not know: {unknown}")
         streams = Streams.from_seed()
         cases = {name: items[name].cases(streams) for name in wanted}
-        # The submitted source is read here, in the grader, before any of it runs (grader.review).
+        # The submitted source is read here, in the grader, before any of it runs (grader.judge.review).
         review = review_notebook(chapter, nb, course_notebook(chapter), list(wanted))
         sources = definition_sources(nb)
 
@@ -260,7 +260,7 @@ def judge_notebook(chapter, nb, config, student="learner", notebook=None, folder
     ``config`` a traitlets Config carrying the SandboxedExecute limits. No course folder is needed: the
     chapter's source notebook and given code come from the grader's own copy.
     """
-    from .notebooks import chapter_notebook, read
+    from ..judge.notebooks import chapter_notebook, read
 
     source_path = chapter_notebook(chapter)
     nb = overwrite_from_source(nb, read(source_path))

@@ -1,4 +1,4 @@
-"""`course`: the instructor's one tool. A thin shell over ``grader.course``.
+"""`course`: the instructor's one tool. A thin shell over ``grader.workflow.course``.
 
     course init       [--exchange DIR]           create the course folder and nbgrader config
     course release    CHAPTER|all                 learner notebooks -> release/, notebooks/ (and the exchange)
@@ -107,7 +107,7 @@ def cmd_export(args):
 
 
 def cmd_isolation(args):
-    from . import sandbox
+    from ..isolation import sandbox
 
     iso = sandbox.detect_isolation()
     print(f"isolation mode: {iso.mode}")

@@ -3,7 +3,7 @@
 Used only by hidden tests, in the grader's process; never shipped inside a
 learner notebook. Written plainly so a TA can audit them in a minute. Only
 forwards are needed: gradients are checked against centered differences of
-these forwards (see ``grader/numerics.py``).
+these forwards (see ``grader/judge/numerics.py``).
 
 Conventions (the same as the chapter and CS231n):
 - statistics are over the batch axis 0 for batch norm, over the feature axis 1

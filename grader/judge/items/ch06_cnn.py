@@ -1,7 +1,7 @@
 """Hidden tests of chapter 06 (convolutional networks).
 
 Forward passes are compared with the vectorised references of
-``grader/references/ch06_cnn.py``; every gradient with a centered-difference
+``grader/judge/references/ch06_cnn.py``; every gradient with a centered-difference
 gradient of the reference forward in float64: relative error < 1e-7 for the
 linear layers (convolution, im2col) and spatial batch norm, < 1e-5 where there
 are kinks (max pooling, the residual block's ReLUs). Shapes stay small so the

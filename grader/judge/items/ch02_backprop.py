@@ -197,7 +197,7 @@ class ForwardItem(Item):
 class BackwardItem(Item):
     """``forward -> (out, cache)`` then ``name(dout, cache) -> grads``, each grad checked numerically.
 
-    Who is charged for what (the rule of ``grader.items.Item``): every gradient is compared with a
+    Who is charged for what (the rule of ``grader.judge.items.Item``): every gradient is compared with a
     centered-difference gradient of the TRUSTED reference forward at the case's inputs, so the learner's
     forward never enters the expected values. A backward whose gradients are right scores its points even
     when the learner's forward changed its input in place or returned a wrong ``out`` (that costs the

@@ -5,7 +5,7 @@ processes on this machine by default, or the scheduler given with ``--cluster AD
 not two). Each learner's grading is one task, ``grade_task``: the submission travels in it as bytes,
 the worker judges it in its own sandbox (``nbgrader_plugins.judge_notebook``) and sends back data (the
 executed notebook with its verdicts, and the report). Workers share no filesystem with the coordinator;
-only the coordinator writes nbgrader's gradebook and the reports (``grader.course``).
+only the coordinator writes nbgrader's gradebook and the reports (``grader.workflow.course``).
 
 - **Workers prove themselves**: before anyone is graded, every worker grades the chapter's worked
   solution and its released notebook (``worker_preflight``) in its own sandbox mode; a worker that
@@ -146,7 +146,7 @@ def worker_preflight(chapter: str, released: bytes, settings: dict, require_root
     notebook zero, here, in this worker's own sandbox. {"ok": bool, "problems": [...], "isolation": mode}."""
     import nbformat
 
-    from . import sandbox
+    from ..isolation import sandbox
     from .preflight import check_notebooks
 
     from .preflight import installation_fingerprint
