@@ -478,7 +478,7 @@ def test_userns_mode_for_a_non_root_grader(job):
     _require("root")
     inner = (
         "import json, os, sys\nsys.path.insert(0, %r)\n"
-        "from pathlib import Path\nfrom grader import sandbox\n"
+        "from pathlib import Path\nfrom grader.isolation import sandbox\n"
         "work = Path('inner'); work.mkdir()\n"
         "code = ('import os, time\\nn = 0\\nfor _ in range(100):\\n    try:\\n        pid = os.fork()\\n'\n"
         "        '    except OSError:\\n        break\\n    if pid == 0:\\n        time.sleep(30)\\n'\n"
@@ -561,7 +561,7 @@ def _runner_job(work: Path, cells: list[str] | None, *, raw: str | None = None,
         (work / "in.ipynb").write_text(raw)
     else:
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+        nb.cells = [c if isinstance(c, dict) else nbformat.v4.new_code_cell(c) for c in cells]
         nbformat.write(nb, str(work / "in.ipynb"))
     argv = [PY, "-I", "notebook_runner.py", "in.ipynb", "out.ipynb",
             "--cell-timeout", str(cell_timeout), *extra]
@@ -645,19 +645,44 @@ def test_runner_killed_at_the_wall_limit_leaves_completed_cells(tmp_path):
     assert out.cells[1].outputs[0].ename == "NotExecuted"
 
 
+def _hidden_test_cell(item, source):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 1,
+                                 "grade_id": f"test_{item}", "schema_version": 3}
+    return cell
+
+
+RECORD_RELU = ("import os\nos.makedirs('.grading/results', exist_ok=True)\n"
+               "open('.grading/results/relu.json', 'w').write('recorded')")
+
+
 def test_runner_puts_back_grading_files_the_notebook_removed(tmp_path):
     work = tmp_path / "job"
     (work / ".grading" / "cases").mkdir(parents=True)
     (work / ".grading" / "cases" / "relu.json").write_text('{"the": "cases"}')
     res, status, out = _runner_job(work, [
-        "import os\nos.makedirs('.grading/results', exist_ok=True)\n"
-        "open('.grading/results/relu.json', 'w').write('recorded')",
+        _hidden_test_cell("relu", RECORD_RELU),
         "import shutil\nshutil.rmtree('.grading')",
         "print(open('.grading/cases/relu.json').read(), open('.grading/results/relu.json').read())",
     ], env=dict(ENV, COURSE_GRADING_DIR=str(work / ".grading")))
     assert res.returncode == 0, res.stderr_tail
     assert status["workdir_damaged_at_cell"] == 1, status
     assert _text(out.cells[2]) == '{"the": "cases"} recorded\n'
+
+
+def test_runner_keeps_a_recording_as_its_hidden_test_left_it(tmp_path):
+    """Changed after its hidden test: put back; written by any other cell: removed."""
+    work = tmp_path / "job"
+    (work / ".grading" / "cases").mkdir(parents=True)
+    res, status, out = _runner_job(work, [
+        _hidden_test_cell("relu", RECORD_RELU),
+        "open('.grading/results/relu.json', 'w').write('forged')\n"
+        "open('.grading/results/softmax.json', 'w').write('forged before its test')",
+        "import os\nprint(open('.grading/results/relu.json').read(), sorted(os.listdir('.grading/results')))",
+    ], env=dict(ENV, COURSE_GRADING_DIR=str(work / ".grading")))
+    assert res.returncode == 0, res.stderr_tail
+    assert status["workdir_damaged_at_cell"] == 1, status
+    assert _text(out.cells[2]) == "recorded ['relu.json']\n"
 
 
 @pytest.mark.parametrize("raw", ["this is not json {", '{"cells": 5, "nbformat": 4}'])
