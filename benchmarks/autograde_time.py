@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import answer_sources, learner_notebook, put_submission  # noqa: E402
-from grader import course, sandbox  # noqa: E402
+from grader.isolation import sandbox  # noqa: E402
+from grader.workflow import course  # noqa: E402
 
 
 def main():

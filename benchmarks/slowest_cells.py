@@ -32,7 +32,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grader import earlier_chapters  # noqa: E402
+from grader.workflow import earlier_chapters  # noqa: E402
 from grader.workflow.course import chapters  # noqa: E402
 from grader.workflow.nbgrader_plugins import kernel_environment  # noqa: E402
 from grader.judge.notebooks import nb_meta  # noqa: E402
