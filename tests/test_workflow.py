@@ -153,40 +153,17 @@ def test_cli_status_and_export_read_the_same_results(released_course, tmp_path, 
     assert "unknown chapter" in capsys.readouterr().err
 
 
-PATCHED_SGD = '''
-_step = torch.optim.SGD.step
+def _hostile_cells(label):
+    """The learner's cell of one of tests/test_torch_hostile.py's submissions."""
+    import textwrap
 
-def _step_and_clear(self, closure=None):
-    result = _step(self, closure)
-    self.zero_grad()
-    return result
+    from test_torch_hostile import HOSTILE
 
-torch.optim.SGD.step = _step_and_clear
+    return textwrap.dedent(next(h.cells for h in HOSTILE if h.label == label))
 
-def train_one_epoch(model, loader, loss_fn, optimizer, device):
-    model.train()
-    losses = []
-    for x, y in loader:
-        loss = loss_fn(model(x.to(device)), y.to(device))
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return sum(losses) / len(losses)
-'''
 
-AUTOGRAD_BACKWARD = '''
-class AffineFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, w, b):
-        ctx.save_for_backward(x, w, b)
-        return x.reshape(len(x), -1) @ w + b
-
-    @staticmethod
-    def backward(ctx, dout):
-        x, w, b = [t.detach().requires_grad_() for t in ctx.saved_tensors]
-        with torch.enable_grad():
-            return torch.autograd.grad(x.reshape(len(x), -1) @ w + b, (x, w, b), dout)
-'''
+PATCHED_SGD = _hostile_cells("no zero_grad, the optimizer patched to clear gradients")
+AUTOGRAD_BACKWARD = _hostile_cells("backward hands its work to torch.autograd.grad")
 
 
 def test_delegation_and_tampering_are_held_for_review_in_status_csv_and_feedback(released_course, tmp_path):
