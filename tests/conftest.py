@@ -77,3 +77,15 @@ def released_course(tmp_path_factory):
     for chapter in course.chapters():
         course.release_assignment(root, chapter, notebooks)
     return {"root": root, "exchange": exchange, "notebooks": notebooks, "base": base}
+
+
+@pytest.fixture(scope="session")
+def grading_cluster():
+    """The address of one Dask LocalCluster (two grading processes on loopback) that the workflow tests share,
+    as a course shares its grading machines; ``course autograde`` without ``--cluster`` starts its own."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address="127.0.0.1:0")
+    yield cluster.scheduler_address
+    cluster.close()

@@ -21,11 +21,11 @@ def _row(root, chapter, student):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_solution_submitted_as_a_learner_scores_full_marks(released_course, chapter):
+def test_solution_submitted_as_a_learner_scores_full_marks(released_course, chapter, grading_cluster):
     root = released_course["root"]
     released = root / "release" / chapter / f"{chapter}.ipynb"
     put_submission(root, chapter, "perfect", learner_notebook(released, answer_sources(chapter)))
-    [run] = course.autograde(root, chapter, ["perfect"], workers=1)
+    [run] = course.autograde(root, chapter, ["perfect"], cluster=grading_cluster)
     assert run.ok, run.error
     row = _row(root, chapter, "perfect")
     assert row.score == row.max_score > 0, row.messages
@@ -33,11 +33,11 @@ def test_solution_submitted_as_a_learner_scores_full_marks(released_course, chap
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_released_notebook_runs_top_to_bottom_and_scores_zero(released_course, chapter):
+def test_released_notebook_runs_top_to_bottom_and_scores_zero(released_course, chapter, grading_cluster):
     root = released_course["root"]
     released = root / "release" / chapter / f"{chapter}.ipynb"
     put_submission(root, chapter, "untouched", nbformat.read(str(released), as_version=4))
-    [run] = course.autograde(root, chapter, ["untouched"], workers=1)
+    [run] = course.autograde(root, chapter, ["untouched"], cluster=grading_cluster)
     assert run.ok, run.error
     row = _row(root, chapter, "untouched")
     assert row.score == 0 and all(points == 0 for points in row.items.values()), row.items
@@ -55,19 +55,19 @@ GIVEN_CODE_CHAPTERS = [ch for ch in CHAPTERS if earlier_chapters.generate(ch) is
 
 
 @pytest.mark.parametrize("chapter", GIVEN_CODE_CHAPTERS[:1])
-def test_a_learner_copy_of_the_earlier_chapters_code_is_replaced_at_grading(released_course, chapter):
+def test_a_learner_copy_of_the_earlier_chapters_code_is_replaced_at_grading(released_course, chapter, grading_cluster):
     """A submission whose earlier_chapters.py was broken (or left out of the zip) is graded with the course's copy."""
     root = released_course["root"]
     released = root / "release" / chapter / f"{chapter}.ipynb"
     path = put_submission(root, chapter, "tinkerer", learner_notebook(released, answer_sources(chapter)))
     (path.parent / "earlier_chapters.py").write_text("raise ImportError('edited by the learner')\n")
-    [run] = course.autograde(root, chapter, ["tinkerer"], workers=1)
+    [run] = course.autograde(root, chapter, ["tinkerer"], cluster=grading_cluster)
     assert run.ok, run.error
     row = _row(root, chapter, "tinkerer")
     assert row.score == row.max_score > 0, row.messages
 
 
-def test_fake_class_release_submit_collect_autograde_feedback_export(released_course, tmp_path):
+def test_fake_class_release_submit_collect_autograde_feedback_export(released_course, tmp_path, grading_cluster):
     """Three learners through the exchange: one perfect, one partly wrong, one with a broken notebook."""
     root, exchange = released_course["root"], released_course["exchange"]
     chapter = "02_backprop"
@@ -90,7 +90,7 @@ def test_fake_class_release_submit_collect_autograde_feedback_export(released_co
     assert {"alice", "bob", "carol"} <= set(report.collected)
     original_carol = (root / "submitted" / "carol" / chapter / f"{chapter}.ipynb").read_bytes()
 
-    runs = {r.student: r for r in course.autograde(root, chapter, ["alice", "bob", "carol"], workers=2)}
+    runs = {r.student: r for r in course.autograde(root, chapter, ["alice", "bob", "carol"], cluster=grading_cluster)}
     assert all(r.ok for r in runs.values()), {s: r.error for s, r in runs.items()}
 
     alice, bob, carol = (_row(root, chapter, s) for s in ("alice", "bob", "carol"))
@@ -166,7 +166,7 @@ PATCHED_SGD = _hostile_cells("no zero_grad, the optimizer patched to clear gradi
 AUTOGRAD_BACKWARD = _hostile_cells("backward hands its work to torch.autograd.grad")
 
 
-def test_delegation_and_tampering_are_held_for_review_in_status_csv_and_feedback(released_course, tmp_path):
+def test_delegation_and_tampering_are_held_for_review_in_status_csv_and_feedback(released_course, tmp_path, grading_cluster):
     """Through nbgrader and the sandbox: a patched optimizer holds every item, autograd in a hand-written
     backward holds its own; the instructor sees status `review` with the line, the learner the rule."""
     chapter = "07_pytorch"
@@ -177,7 +177,7 @@ def test_delegation_and_tampering_are_held_for_review_in_status_csv_and_feedback
                    learner_notebook(released, answers, {"train_one_epoch_answer": PATCHED_SGD}))
     put_submission(root, chapter, "autograd_backward",
                    learner_notebook(released, answers, {"AffineFunction_answer": AUTOGRAD_BACKWARD}))
-    runs = course.autograde(root, chapter, ["patches_sgd", "autograd_backward"], workers=2)
+    runs = course.autograde(root, chapter, ["patches_sgd", "autograd_backward"], cluster=grading_cluster)
     assert all(run.ok for run in runs), [run.error for run in runs]
     patcher, delegator = _row(root, chapter, "patches_sgd"), _row(root, chapter, "autograd_backward")
     assert patcher.status == "review" and patcher.score == 0, (patcher.status, patcher.items)
@@ -192,7 +192,7 @@ def test_delegation_and_tampering_are_held_for_review_in_status_csv_and_feedback
     assert "held for review" in html and "autograd" in html
 
 
-def test_one_learners_hidden_test_marker_never_fails_the_class_feedback(released_course):
+def test_one_learners_hidden_test_marker_never_fails_the_class_feedback(released_course, grading_cluster):
     """A learner whose code holds nbgrader's hidden-test marker text gets a page of verdicts; everyone else
     gets nbgrader's feedback; the command reports the problem instead of failing."""
     chapter = "01_mlp_xor"
@@ -202,7 +202,7 @@ def test_one_learners_hidden_test_marker_never_fails_the_class_feedback(released
     marker = answers["sigmoid_answer"] + "\n# ### BEGIN HIDDEN TESTS\n"
     put_submission(root, chapter, "marker", learner_notebook(released, answers, {"sigmoid_answer": marker}))
     put_submission(root, chapter, "plain", learner_notebook(released, answers))
-    runs = course.autograde(root, chapter, ["marker", "plain"], workers=2)
+    runs = course.autograde(root, chapter, ["marker", "plain"], cluster=grading_cluster)
     assert all(run.ok for run in runs), [run.error for run in runs]
     problems = {}
     feedback = course.generate_feedback(root, chapter, problems)

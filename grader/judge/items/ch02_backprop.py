@@ -291,7 +291,8 @@ class AffineForward(ForwardItem):
     name = "affine_forward"
     reference = R.affine_forward
     input_names = ("x", "w", "b")
-    hint = "reshape x to (N, D) with x.reshape(x.shape[0], -1), then out = x_flat @ w + b."
+    hint = ("each example of x becomes one row of D numbers (N rows in all); the scores are those rows times w, "
+            "plus b added to every row, shape (N, M).")
 
     def make_inputs(self, s):
         N, d1, d2, M = small_dims(s.inputs, (2, 5), (2, 4), (1, 3), (2, 5))
@@ -313,9 +314,11 @@ class AffineBackward(BackwardItem):
     name = "affine_backward"
     forward = AffineForward()
     grad_names = ("dx", "dw", "db")
-    hints = {"dx": "dx = dout @ w.T, reshaped back to the shape of x.",
-             "dw": "dw = x_flat.T @ dout, with x reshaped to (N, D).",
-             "db": "db sums dout over the batch axis: db = dout.sum(axis=0), shape (M,)."}
+    hints = {"dx": "dx sends dout back through w (a product with w's transpose) and has x's original shape.",
+             "dw": "dw has w's shape (D, M): it pairs every input feature (x with one row per example) with "
+                   "every output's upstream gradient, summed over the batch.",
+             "db": "db has b's shape (M,): b was added to every row of the batch, so its gradient sums over the "
+                   "batch axis."}
 
 
 def _activation_inputs(s, kinks=(), n_range=(2, 5)):
@@ -426,7 +429,7 @@ class SigmoidBackward(BackwardItem):
 class TanhForward(ActivationForward):
     name = "tanh_forward"
     reference = R.tanh_forward
-    hint = "out = np.tanh(x)."
+    hint = "the hyperbolic tangent of every entry, elementwise (NumPy has it); keep what backward needs."
 
 
 @register(CHAPTER)

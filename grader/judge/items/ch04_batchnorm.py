@@ -68,11 +68,11 @@ class BatchnormForward(Item):
     name = "batchnorm_forward"
     hints = {
         "train": "in 'train' mode normalize every column (feature) with the batch's mean and biased variance "
-                 "(x.var(axis=0), ddof=0): x_hat = (x - mean) / np.sqrt(var + eps), out = gamma * x_hat + beta; "
-                 "read eps from bn_param (default 1e-5).",
+                 "(ddof=0), eps added to the variance inside the square root; then scale by gamma and shift by "
+                 "beta, one of each per feature; read eps from bn_param (default 1e-5).",
         "test": "in 'test' mode normalize with bn_param['running_mean'] and bn_param['running_var'], not with the "
-                "statistics of the batch: x_hat = (x - running_mean) / np.sqrt(running_var + eps), with eps "
-                "inside the square root and added only there (never stored into running_var).",
+                "statistics of the batch, with eps inside the square root and added only there (never stored "
+                "into running_var).",
         "running": "after each training step store running = momentum * running + (1 - momentum) * batch_stat "
                    "(biased batch variance) back into bn_param['running_mean'] and bn_param['running_var']; "
                    "momentum comes from bn_param (default 0.9) and absent running averages start at zeros of "
@@ -303,8 +303,8 @@ class LayernormForward(NormForward):
     param_name = "ln_param"
     edge_size = "N"
     hint = ("normalize every row (example) over its D features: mean and biased variance with axis=1 and "
-            "keepdims=True, x_hat = (x - mean) / np.sqrt(var + eps), out = gamma * x_hat + beta; eps comes from "
-            "ln_param (default 1e-5).")
+            "keepdims=True, eps inside the square root; then scale by gamma and shift by beta, one of each per "
+            "feature; eps comes from ln_param (default 1e-5).")
 
 
 @register(CHAPTER)

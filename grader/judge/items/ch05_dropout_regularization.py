@@ -479,9 +479,9 @@ class Rmsprop(UpdateRuleItem):
                                       "not dw / np.sqrt(cache + epsilon) (they differ where gradients are tiny).")]
 
 
-ADAM_HINT = ("t = t + 1 first; m = beta1 * m + (1 - beta1) * dw; v = beta2 * v + (1 - beta2) * dw**2; "
-             "m_hat = m / (1 - beta1**t); v_hat = v / (1 - beta2**t); "
-             "next_w = w - learning_rate * m_hat / (sqrt(v_hat) + epsilon); store t, m and v in config.")
+ADAM_HINT = ("count the step first (t starts at 1 on the first update); m and v are moving averages of dw and of "
+             "dw squared; both are bias-corrected by dividing by 1 minus their beta to the power t; epsilon goes "
+             "outside the square root of the corrected v; store t, m and v back in config.")
 
 
 @register(CHAPTER)

@@ -296,8 +296,9 @@ class Col2im(Item):
 class ConvForwardIm2col(ConvForwardNaive):
     name = "conv_forward_im2col"
     requires = ("im2col",)          # a wrong im2col is named ("fix im2col first") when this item fails
-    hint = ("cols = im2col(x, HH, WW, stride, pad); out = cols @ w.reshape(F, -1).T + b has one row per "
-            "(n, i, j): reshape it to (N, H_out, W_out, F) and move F to axis 1 with transpose(0, 3, 1, 2).")
+    hint = ("with the windows as rows (your im2col) and each filter flattened in the same (c, kh, kw) order, one "
+            "matrix product gives one row per (n, i, j) and one column per filter, plus b; that result is "
+            "(N, H_out, W_out, F): move F to axis 1.")
 
 
 @register(CHAPTER)
@@ -305,10 +306,11 @@ class ConvBackwardIm2col(ConvBackwardNaive):
     name = "conv_backward_im2col"
     forward = ConvForwardIm2col()
     requires = ("col2im",)
-    hints = {"dx": "dcols = dout_rows @ w.reshape(F, -1), then dx = col2im(dcols, x.shape, HH, WW, stride, pad); "
-                   "dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, F) matches im2col's row order.",
-             "dw": "dw = (dout_rows.T @ cols).reshape(w.shape), with dout_rows = dout.transpose(0, 2, 3, 1)"
-                   ".reshape(-1, F) in the same (n, i, j) order as the rows of cols.",
+    hints = {"dx": "bring dout into the (n, i, j) row order of im2col (F last), send it back through the flattened "
+                   "filters to get one gradient row per window, then let your col2im add overlapping windows "
+                   "back into an array shaped like x.",
+             "dw": "dw pairs each window row of the forward's cols with dout in the same (n, i, j) row order "
+                   "(F last), summed over all rows, then shaped like w (F, C, HH, WW).",
              "db": CONV_BACKWARD_HINTS["db"]}
 
 

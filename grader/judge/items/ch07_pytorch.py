@@ -263,9 +263,10 @@ def _linear_state(s, prefix, n_in, n_out):
 @register(CHAPTER)
 class TwoLayerNet(Item):
     name = "TwoLayerNet"
-    hint = ("in __init__: super().__init__(), then self.fc1 = nn.Linear(input_dim, hidden_dim) and "
-            "self.fc2 = nn.Linear(hidden_dim, num_classes); forward(x): flatten x to (N, input_dim), "
-            "return self.fc2(relu(self.fc1(x))): raw scores, no softmax.")
+    hint = ("two nn.Linear layers as attributes named fc1 and fc2 (the names are part of the contract), created "
+            "in __init__ after the base class's own __init__, sized input_dim -> hidden_dim -> num_classes; "
+            "forward flattens each example to a row of input_dim numbers, then fc1, a ReLU and fc2, and returns "
+            "raw scores: no softmax.")
 
     def cases(self, s):
         cases = []
@@ -296,11 +297,11 @@ class TwoLayerNet(Item):
 @register(CHAPTER)
 class DigitsDataset(Item):
     name = "DigitsDataset"
-    hints = {"len": "__len__ returns the number of images: len(self.images).",
-             "image": "__getitem__(i) returns the image as a float32 tensor with a channel axis, shape (1, H, W): "
-                      "torch.tensor(self.images[i], dtype=torch.float32).unsqueeze(0), then the transform if one "
-                      "was given.",
-             "label": "return the label as an integer: int(self.labels[i]) or torch.tensor(label, dtype=torch.long); "
+    hints = {"len": "len(dataset) is the number of images given to the constructor, one item per image.",
+             "image": "__getitem__(i) returns image i as a float32 tensor with a channel axis in front, shape "
+                      "(1, H, W) (ask for float32 explicitly: an array of float64 stays float64 as a tensor), then "
+                      "the transform if one was given.",
+             "label": "return the label as an integer class index, a Python int or an int64 tensor: "
                       "CrossEntropyLoss needs int64 class indices, not floats.",
              "transform": "apply self.transform to the image tensor (after adding the channel axis) when it is not "
                           "None; leave the label alone."}
@@ -401,16 +402,16 @@ def _check_records(item, records, want_grad, want_train, where, hints):
 @register(CHAPTER)
 class TrainOneEpoch(Item):
     name = "train_one_epoch"
-    hints = {"loop": "for x, y in loader: move both to device, optimizer.zero_grad(), loss = loss_fn(model(x), y), "
-                     "loss.backward(), optimizer.step().",
+    hints = {"loop": "per batch of the loader, in this order: move x and y to device, reset the gradients, the loss "
+                     "of the model's output, backward, then the optimizer's step.",
              "train": "call model.train() at the start: the model may come from evaluate() in eval mode, and "
                       "batch norm and dropout behave differently in training.",
              "grad": "do not wrap the training step in torch.no_grad(): backward needs the graph.",
              "zero_grad": "call optimizer.zero_grad() before every loss.backward(): otherwise the gradients of "
                           "all earlier batches are added into .grad and every step uses their sum.",
              "loss": "return the mean over the batches of loss.item() (a Python float, not a tensor).",
-             "weights": "per batch: optimizer.zero_grad(), loss = loss_fn(model(x), y), loss.backward(), "
-                        "optimizer.step(), in this order, once per batch."}
+             "weights": "one optimizer step per batch, after the gradients were reset and the batch's loss "
+                        "backpropagated, in this order: the expected weights are one epoch of such steps."}
 
     def cases(self, s):
         cases = []
@@ -462,12 +463,14 @@ class TrainOneEpoch(Item):
 @register(CHAPTER)
 class Evaluate(Item):
     name = "evaluate"
-    hints = {"loop": "for x, y in loader: predictions = model(x.to(device)).argmax(dim=1); count the correct ones.",
+    hints = {"loop": "every batch of the loader on device: the prediction is the class with the largest score (the "
+                     "argmax over the class axis); count the correct ones.",
              "eval": "call model.eval() first: batch norm must use its running averages and dropout must be off.",
-             "no_grad": "wrap the loop in `with torch.no_grad():` (no graph is needed to evaluate: it saves memory "
-                        "and time).",
-             "accuracy": "return correct / total over the whole loader, a Python float in [0, 1] (not a "
-                         "percentage, not a tensor: use .item() or float(...)); the last batch may be smaller."}
+             "no_grad": "run the forward passes with gradient recording switched off (torch.no_grad, as a context "
+                        "manager or a decorator): no graph is needed to evaluate, and it saves memory and time.",
+             "accuracy": "return the fraction of all examples of the loader predicted right, a Python float in "
+                         "[0, 1] (not a percentage, not a tensor: use .item() or float(...)); the last batch may be "
+                         "smaller, so count examples rather than averaging the batches' accuracies."}
 
     def cases(self, s):
         cases = []

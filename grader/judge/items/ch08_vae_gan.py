@@ -221,12 +221,13 @@ def _latent(s, n=None, d=None):
 class Reparameterize(Item):
     name = "reparameterize"
     hints = {
-        "stats": "z = mu + std * eps with std = exp(0.5 * logvar) (logvar is the log of the variance) and "
-                 "eps = torch.randn_like(std): one fresh standard-normal number per entry.",
-        "fresh": "draw new noise on every call (torch.randn_like(std)); do not re-seed the generator inside "
-                 "the function.",
-        "grad": "sample through the reparameterization, z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu): "
-                "torch.normal(...), Normal(...).sample() and .detach() cut the path from z back to mu and logvar.",
+        "stats": "z is mu plus the standard deviation times standard-normal noise; logvar is the log of the "
+                 "variance, so the standard deviation is exp of half of it; the noise is one fresh "
+                 "standard-normal number per entry (torch.randn_like).",
+        "fresh": "draw new noise on every call; do not re-seed the generator inside the function.",
+        "grad": "sample through the reparameterization: compute z from mu and logvar with differentiable torch "
+                "operations (mu plus the standard deviation times the noise); torch.normal(...), "
+                "Normal(...).sample() and .detach() cut the path from z back to mu and logvar.",
     }
 
     def cases(self, s):
@@ -294,8 +295,9 @@ class KlDivergence(LossItem):
     reference = R.kl_divergence
     input_names = ("mu", "logvar")
     grad_names = ("mu", "logvar")
-    hints = {"value": "per example 0.5 * sum_j (exp(logvar_j) + mu_j**2 - 1 - logvar_j): sum over the latent "
-                      "dimensions (dim=1), then mean over the batch; logvar is the log of the variance."}
+    hints = {"value": "the closed form of the chapter (and of the docstring), per example: a sum over the latent "
+                      "dimensions (dim=1), then the mean over the batch, not a mean over every entry; logvar is "
+                      "the log of the variance."}
 
     def make_inputs(self, s, index):
         mu, logvar = _latent(s)
@@ -312,9 +314,9 @@ class VaeLoss(LossItem):
     reference = R.vae_loss
     input_names = ("x_recon", "x", "mu", "logvar")
     grad_names = ("x_recon", "mu", "logvar")
-    hints = {"value": "reconstruction = binary cross-entropy summed over the pixels of each example (e.g. "
-                      "F.binary_cross_entropy(x_recon, x, reduction='sum') / N), plus the KL term summed over the "
-                      "latent dimensions; both averaged over the batch of N examples."}
+    hints = {"value": "reconstruction = binary cross-entropy summed over the pixels of each example (a sum over "
+                      "the whole batch is N times too large, a mean over the pixels far too small), plus the KL "
+                      "term summed over the latent dimensions; both averaged over the batch of N examples."}
 
     def make_inputs(self, s, index):
         n = int(s.inputs.integers(2, 7))

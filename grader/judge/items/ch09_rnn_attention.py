@@ -64,7 +64,8 @@ class WordEmbeddingForward(ForwardItem):
     name = "word_embedding_forward"
     reference = R.word_embedding_forward
     input_names = ("x", "W")
-    hint = "out[n, t] is row x[n, t] of W: out = W[x], shape (N, T, D) (the one-hot vector times W)."
+    hint = ("out[n, t] is row x[n, t] of W (the one-hot vector of the word times W): index the rows of W with the "
+            "whole integer array x at once, shape (N, T, D).")
 
     def make_inputs(self, s):
         N, T, V, D = _distinct_dims(s, (2, 4), (2, 5), (5, 9), (2, 6))
@@ -83,7 +84,8 @@ class WordEmbeddingBackward(BackwardItem):
     forward = WordEmbeddingForward()
     grad_names = ("dW",)
     hints = {"dW": "row v of dW sums dout[n, t] over every (n, t) with x[n, t] == v; a word that occurs twice "
-                   "gets both gradients: np.add.at(dW, x, dout) (dW[x] += dout keeps only one of them)."}
+                   "gets both gradients: a fancy-index += keeps only one of them, NumPy's unbuffered np.add.at "
+                   "or a loop adds them all."}
 
     def cases(self, s):
         cases = super().cases(s)
@@ -107,7 +109,8 @@ class RnnStepForward(ForwardItem):
     name = "rnn_step_forward"
     reference = R.rnn_step_forward
     input_names = ("x", "prev_h", "Wx", "Wh", "b")
-    hint = "next_h = np.tanh(x @ Wx + prev_h @ Wh + b), shape (N, H)."
+    hint = ("the docstring's formula: the input through Wx plus the previous state through Wh (not its transpose) "
+            "plus b, then tanh; next_h has shape (N, H).")
 
     def make_inputs(self, s):
         N, D, H = _distinct_dims(s, (2, 5), (2, 6), (3, 6))
@@ -125,11 +128,16 @@ class RnnStepBackward(BackwardItem):
     name = "rnn_step_backward"
     forward = RnnStepForward()
     grad_names = ("dx", "dprev_h", "dWx", "dWh", "db")
-    hints = {"dx": "with da = dnext_h * (1 - next_h**2) (the tanh derivative, from the cached output): dx = da @ Wx.T.",
-             "dprev_h": "dprev_h = da @ Wh.T, where da = dnext_h * (1 - next_h**2).",
-             "dWx": "dWx = x.T @ da, where da = dnext_h * (1 - next_h**2).",
-             "dWh": "dWh = prev_h.T @ da, where da = dnext_h * (1 - next_h**2).",
-             "db": "db = da.sum(axis=0): the bias was added to every row of the batch."}
+    hints = {"dx": "first back through tanh, whose derivative 1 - tanh^2 uses the cached output next_h (not the "
+                   "input); then dx goes back through Wx (transposed), shape (N, D).",
+             "dprev_h": "dprev_h goes back through Wh (transposed), after the tanh derivative, which uses the cached "
+                        "output next_h; shape (N, H).",
+             "dWx": "dWx (D, H) pairs the inputs x with the gradient after tanh, summed over the batch (chapter "
+                    "02's affine dw).",
+             "dWh": "dWh (H, H) pairs the previous state prev_h (not next_h) with the gradient after tanh, summed "
+                    "over the batch (chapter 02's affine dw).",
+             "db": "db (H,) sums the gradient after tanh over the batch axis: the bias was added to every row of "
+                   "the batch."}
 
 
 @register(CHAPTER)
@@ -137,8 +145,9 @@ class RnnForward(ForwardItem):
     name = "rnn_forward"
     reference = R.rnn_forward
     input_names = ("x", "h0", "Wx", "Wh", "b")
-    hint = ("h[:, t] = rnn_step_forward(x[:, t], h[:, t - 1], ...), starting from h0 at t = 0; "
-            "h has shape (N, T, H) and does not contain h0.")
+    hint = ("one rnn_step_forward per time step on the inputs of step t (x[:, t]), each starting from the state "
+            "the step before produced (h0 for t = 0); h[:, t] is the state after step t, so h has shape (N, T, H) "
+            "and does not contain h0.")
 
     def make_inputs(self, s):
         N, T, D, H = _distinct_dims(s, (2, 4), (2, 5), (2, 5), (3, 6))
@@ -156,8 +165,8 @@ class RnnBackward(BackwardItem):
     name = "rnn_backward"
     forward = RnnForward()
     grad_names = ("dx", "dh0", "dWx", "dWh", "db")
-    _through_time = ("Go backwards from t = T - 1 to 0; the gradient reaching h[:, t] is dh[:, t] plus the dprev_h "
-                     "that step t + 1 sent back: dnext = dh[:, t] + dprev.")
+    _through_time = ("Go backwards from t = T - 1 to 0; the gradient reaching h[:, t] is the sum of dh[:, t] (from "
+                     "the loss) and the dprev_h that step t + 1 sent back.")
     hints = {"dx": _through_time,
              "dh0": "dh0 is the dprev_h of step 0, after the gradient has been carried back through every step. "
                     + _through_time,
@@ -177,9 +186,9 @@ def _lstm_inputs(s, degenerate=False):
 
 
 LSTM_INPUTS = ("x", "prev_h", "prev_c", "Wx", "Wh", "b")
-GATES_HINT = ("a = x @ Wx + prev_h @ Wh + b has 4H columns: i = sigmoid(a[:, :H]), f = sigmoid(a[:, H:2H]), "
-              "g = tanh(a[:, 2H:3H]), o = sigmoid(a[:, 3H:]) (PyTorch's order i, f, g, o); "
-              "next_c = f * prev_c + i * g, next_h = o * tanh(next_c).")
+GATES_HINT = ("the pre-activation has 4H columns, H per gate, in PyTorch's order i, f, g, o: sigmoid for the "
+              "gates i, f and o, tanh for the candidate g; the new cell keeps f of the old cell and adds i of the "
+              "candidate, and next_h is o times tanh of the new cell (the docstring's formulas).")
 
 
 def _lstm_forward_call():
@@ -209,16 +218,17 @@ class LstmStepForward(Item):
 class LstmStepBackward(Item):
     name = "lstm_step_backward"
     grad_names = ("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db")
-    _dc = ("The cell receives dnext_c plus the path through next_h = o * tanh(next_c): "
-           "dc = dnext_c + dnext_h * o * (1 - tanh(next_c)**2).")
-    _gates = ("Stack the gate gradients in the forward's order i, f, g, o: "
-              "da = np.hstack([di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)]).")
-    hints = {"dx": f"dx = da @ Wx.T. {_dc} {_gates}",
-             "dprev_h": f"dprev_h = da @ Wh.T. {_dc} {_gates}",
-             "dprev_c": f"dprev_c = dc * f. {_dc}",
-             "dWx": f"dWx = x.T @ da. {_gates}",
-             "dWh": f"dWh = prev_h.T @ da. {_gates}",
-             "db": f"db = da.sum(axis=0). {_gates}"}
+    _dc = ("The new cell reaches the loss twice: directly (dnext_c) and through next_h = o * tanh(next_c); add "
+           "both paths before going into the gates.")
+    _gates = ("Every gate's gradient goes back through its own activation (sigmoid for i, f and o, tanh for g, "
+              "from the cached gate values), and the four are stacked in the forward's order i, f, g, o into one "
+              "(N, 4H) gradient of the pre-activation.")
+    hints = {"dx": f"dx (N, D) goes back through Wx (transposed). {_dc} {_gates}",
+             "dprev_h": f"dprev_h (N, H) goes back through Wh (transposed). {_dc} {_gates}",
+             "dprev_c": f"the old cell reaches the new one only through the forget gate. {_dc}",
+             "dWx": f"dWx (D, 4H) pairs x with the stacked gate gradient, summed over the batch. {_gates}",
+             "dWh": f"dWh (H, 4H) pairs prev_h with the stacked gate gradient, summed over the batch. {_gates}",
+             "db": f"db (4H,) sums the stacked gate gradient over the batch. {_gates}"}
 
     def cases(self, s):
         cases = []
@@ -268,7 +278,7 @@ class ClipGradients(Item):
                   "and every array is multiplied by the same factor max_norm / global_norm.",
         "below": "scale by min(1, max_norm / global_norm): gradients whose global norm is already at most max_norm "
                  "come back unchanged.",
-        "new": "return a new dict (e.g. {name: g * scale for name, g in grads.items()}) and leave the dict passed in, "
+        "new": "return a new dict of new arrays (multiply, do not scale in place) and leave the dict passed in, "
                "and its arrays, unchanged.",
     }
 
@@ -384,13 +394,15 @@ def _random_mask(s, shape, dtype=bool):
 
 
 ATTENTION_HINTS = {
-    "scale": "divide the scores by sqrt(d), d = q.shape[-1] (the size of one query): "
-             "scores = q @ k.transpose(-2, -1) / math.sqrt(d).",
+    "scale": "divide the scores by sqrt(d), with d the size of one query (the last axis of q), not the number of "
+             "keys or the size of the values.",
     "axis": "the softmax runs over the keys, the last axis (dim=-1): every query's weights sum to 1.",
-    "mask": "where the mask is False (or 0) the score becomes -inf before the softmax, so that its weight is exactly 0: "
-            "scores = torch.where(mask.bool(), scores, float('-inf')); True (or 1) means 'may attend'.",
-    "general": "weights = softmax(q @ k^T / sqrt(d)) over the last axis, out = weights @ v; keep batch and head "
-               "dimensions in front (k.transpose(-2, -1), not k.T).",
+    "mask": "where the mask is False (or 0) the score becomes -inf before the softmax, so that its weight is exactly 0 "
+            "(zeroing the weights after the softmax leaves rows that do not sum to 1); True (or 1) means 'may "
+            "attend', and a 0/1 mask is read as booleans.",
+    "general": "the softmax, over the last axis (the keys), of the query-key scores divided by sqrt(d), d the size "
+               "of one query; then the weighted sum of the values; keep batch and head dimensions in front: "
+               "transpose only the last two axes of k (k.T reverses them all).",
     "grad": "stay in torch (matrix products, torch.softmax, torch.where): no NumPy, .detach() or .item(), so that "
             "autograd can take the gradient.",
     "built_in": "compute the scores, the softmax and the weighted sum of the values yourself.",
@@ -478,7 +490,8 @@ class ScaledDotProductAttention(Item):
         hint = _attention_hint(case, weights)
         expect_close(self.name, "weights", weights, expected_w, FORWARD, case.label, hint)
         got = expect_tensor(self.name, "out", out["out"], expected_out.shape, case.label, self.hints["general"])
-        expect_close(self.name, "out", got, expected_out, FORWARD, case.label, "out = weights @ v.")
+        expect_close(self.name, "out", got, expected_out, FORWARD, case.label,
+                     "out is the weights applied to the values: (..., Lq, Lk) times (..., Lk, dv).")
         if case.context["grad"]:
             inputs = {"q": q, "k": k, "v": v}
             for name in inputs:
@@ -500,9 +513,11 @@ class MultiHeadAttentionItem(Item):
                  "in_proj_weight (3E, E) and in_proj_bias (3E,) as nn.Parameter, and out_proj = nn.Linear(E, E).",
         "weights": "return the weights of every head, shape (N, num_heads, Lq, Lk), as your scaled_dot_product_attention "
                    "gives them for q, k, v of shape (N, num_heads, L, d); the mask means True = may attend.",
-        "out": "project with rows 0:E (query), E:2E (key), 2E:3E (value) of in_proj_weight: q = query @ Wq.T + bq; "
-               "split the features into heads with .view(N, L, num_heads, d).transpose(1, 2) (not .view(N, num_heads, "
-               "L, d)), attend, transpose back, reshape to (N, Lq, E) and apply out_proj.",
+        "out": "project with rows 0:E (query), E:2E (key), 2E:3E (value) of in_proj_weight and in_proj_bias, as "
+               "nn.Linear does (the weight transposed); head h takes features h*d .. (h+1)*d of each projection: "
+               "split the last axis into (num_heads, d) and move the head axis in front of the sequence axis, a "
+               "transpose(1, 2) (viewing (N, L, E) directly as (N, num_heads, L, d) mixes positions and heads); "
+               "attend, undo the split the same way and apply out_proj.",
         "built_in": "project, split into heads, call your own scaled_dot_product_attention, merge the heads and "
                     "apply out_proj: no nn.MultiheadAttention inside.",
         "grad": "stay in torch operations (no NumPy, .detach() or .item()) so that autograd can take the gradient.",
