@@ -59,8 +59,6 @@ GIVEN_CODE = "earlier_chapters.py"          # earlier chapters' answers, given o
 GIVEN_ON_PURPOSE = [
     ("03_initialization", "loss, dscores = softmax_loss(scores, y)", "def deep_net_loss(",
      "the chapter's given deep-network demo calls chapter 02's softmax_loss by its contract, as the answer does"),
-    ("06_cnn", "x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))", "def conv_dilated_by_definition(",
-     "the given dilated-convolution reference zero-pads H and W as the conv_param contract says"),
     ("07_pytorch", "losses.append(loss.item())", "def train_reversal(",
      "chapter 09's training loop in dlcourse.sequence_models keeps its batch losses in a list the same way"),
 ]
