@@ -73,12 +73,12 @@ _AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "functorch")
 # every item (what each one gives access to, for the message).
 _MACHINERY = {
     "course_harness": "the grading harness", "run_hidden_test": "the grading harness",
-    "COURSE_GRADING_DIR": "the grading files", "modules": None, "_getframe": "the caller's frame",
+    "COURSE_GRADING_DIR": "the grading files", "_getframe": "the caller's frame",
     "settrace": "tracing of other code", "setprofile": "tracing of other code", "meta_path": "the import system",
     "path_hooks": "the import system", "addaudithook": "the interpreter's audit hooks",
     "f_back": "the caller's frame", "f_globals": "another frame's variables", "f_locals": "another frame's variables",
     "f_builtins": "another frame's builtins", "tb_frame": "another frame", "gi_frame": "another frame",
-    "currentframe": "the caller's frame", "stack": None, "getouterframes": "the caller's frames",
+    "currentframe": "the caller's frame", "getouterframes": "the caller's frames",
     "get_objects": "every object in the process", "get_referrers": "other code's objects",
     "get_referents": "other code's objects", "__globals__": "another function's globals",
     "__code__": "another function's code", "__closure__": "another function's variables",
@@ -86,7 +86,7 @@ _MACHINERY = {
     "__torch_function__": "torch's dispatch", "__torch_dispatch__": "torch's dispatch",
     "TorchFunctionMode": "torch's dispatch", "TorchDispatchMode": "torch's dispatch",
     "DisableTorchFunction": "torch's dispatch", "DisableTorchFunctionSubclass": "torch's dispatch",
-    "_DisableTorchDispatch": "torch's dispatch", "overrides": None, "ops": None, "_C": None,
+    "_DisableTorchDispatch": "torch's dispatch",
     "saved_tensors_hooks": "autograd's saved tensors", "register_module_forward_hook": "every module's forward",
 }
 _QUALIFIED = {("sys", "modules"): "the loaded modules", ("inspect", "stack"): "the callers' frames",
@@ -168,7 +168,7 @@ class _Reader(ast.NodeVisitor):
 
     def name_seen(self, node, name, bare=False):
         """A name used as an attribute, an imported name, a bare name or inside a string."""
-        if name in _MACHINERY and _MACHINERY[name]:
+        if name in _MACHINERY:
             self.tamper(node, f"reaches {_MACHINERY[name]}, which grading relies on; answers must only compute")
         for item, rule in self.delegation.items():
             if name not in rule.names or (bare and (rule.bare_names_allowed or name in rule.attribute_only)):

@@ -267,9 +267,7 @@ def judge_notebook(chapter, nb, config, student="learner", notebook=None, folder
     resources = {"nbgrader": {"assignment": chapter, "student": student, "notebook": notebook or chapter},
                  "metadata": {"path": str(folder or source_path.parent)}}
     executed, resources = SandboxedExecute(config=config).preprocess(nb, resources)
-    apply = ApplyVerdicts(config=config)
-    apply.report_dir = ""
-    executed, resources = apply.preprocess(executed, resources)
+    executed, resources = ApplyVerdicts(config=config).preprocess(executed, resources)
     return executed, resources["course"]["report"]
 
 
@@ -314,9 +312,6 @@ class ApplyJudgement(NbGraderPreprocessor):
 class ApplyVerdicts(NbGraderPreprocessor):
     """Judge the recordings against trusted references; each hidden test cell shows its verdict."""
 
-    report_dir = Unicode("", help="Folder for per-notebook verdict reports (read by `course status`).").tag(
-        config=True)
-
     def preprocess(self, nb, resources):
         state = resources.get("course")
         if state is None:
@@ -348,8 +343,4 @@ class ApplyVerdicts(NbGraderPreprocessor):
                   "items": {n: {"passed": v.passed, "message": v.message, "recorded": recorded[n],
                                 "review": list(v.review)} for n, v in verdicts.items()}}
         resources["course"]["report"] = report
-        if self.report_dir:
-            path = Path(self.report_dir) / chapter / report["student"] / f"{report['notebook']}{REPORT_SUFFIX}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(report, indent=1))
         return nb, resources

@@ -112,9 +112,7 @@ def _grade(nb, chapter, folder: Path, config, who: str):
                  "metadata": {"path": str(folder)}}
     execute = SandboxedExecute(config=config)
     executed, resources = execute.preprocess(nb, resources)
-    verdicts_pp = ApplyVerdicts(config=config)
-    verdicts_pp.report_dir = ""
-    verdicts_pp.preprocess(executed, resources)
+    ApplyVerdicts(config=config).preprocess(executed, resources)
     state = resources["course"]
     items = state["report"]["items"]
     recorded = {name: state["results"].get(name) is not None for name in items}
