@@ -587,7 +587,8 @@ def test_runner_executes_a_tiny_notebook(tmp_path, mode):
     ], mode=mode)
     assert res.returncode == 0, res.stderr_tail
     assert status == {"ok": True, "kernel_died_at_cell": None, "timed_out_cells": [],
-                      "error": None, "cells_executed": 2, "workdir_damaged_at_cell": None}
+                      "error": None, "cells_executed": 2, "workdir_damaged_at_cell": None,
+                      "dropped_messages": 0}
     assert _text(out.cells[0]) == "2\n"
     assert _text(out.cells[1]) == "autograde True\n"
     assert (tmp_path / "job" / ".runner" / "ipython").is_dir()
@@ -617,6 +618,46 @@ def test_runner_timeouts_caps_and_kernel_death(tmp_path):
     assert _text(cells[3]) == "after 3\n"                              # ran after the timeout
     assert cells[4].outputs[-1].ename == "DeadKernelError"
     assert cells[5].outputs[0].ename == "NotExecuted"                  # fail closed
+
+
+FORGED_MESSAGES = """
+from jupyter_client.session import Session
+kernel = get_ipython().kernel
+forger = Session(key=b"not-the-kernel-key", username="learner")
+for _ in range(3):
+    forger.send(kernel.iopub_socket, "stream", {"name": "stdout", "text": "forged"},
+                parent=kernel.get_parent("shell"))
+kernel.session.send(kernel.iopub_socket, "display_data", {"data": 7, "metadata": None},
+                    parent=kernel.get_parent("shell"))
+print("sent")
+"""
+
+
+def test_runner_drops_forged_and_malformed_kernel_messages(tmp_path):
+    """The learner's process holds the kernel's session key: a message with a bad signature, or a signed
+    one the runner cannot process, is dropped and counted, and the notebook runs on (once, one such
+    message stopped the runner and the grader charged every later item)."""
+    res, status, out = _runner_job(tmp_path / "job", ["print(1)", FORGED_MESSAGES, "print(2)"])
+    assert res.returncode == 0, res.stderr_tail
+    assert status["ok"] is True and status["error"] is None, status
+    assert status["cells_executed"] == 3
+    assert status["dropped_messages"] == 4, status
+    assert [_text(c) for c in out.cells] == ["1\n", "sent\n", "2\n"]
+
+
+def test_a_runner_fault_is_a_grading_problem_not_a_zero():
+    from grader.workflow.course import runner_fault
+
+    def judged(error):
+        return {"ch.ipynb": {"report": {"run": {"error": error}}, "executed": "{}"}}
+
+    assert runner_fault(judged(None)) is None
+    assert runner_fault(judged("the kernel died in cell 4")) is None          # the learner's code did it
+    assert runner_fault(judged("cannot read notebook 'x'")) is None
+    for fault in ("runner error: ValueError: Invalid Signature", "the kernel failed to start: TimeoutError",
+                  "runner crashed: KeyError: 'x'"):
+        message = runner_fault(judged(fault))
+        assert message and "ch.ipynb" in message and "nothing was recorded" in message, fault
 
 
 def test_runner_kills_a_kernel_that_ignores_the_interrupt(tmp_path):

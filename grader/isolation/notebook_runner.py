@@ -13,7 +13,8 @@ must not import anything from the course repository.
 It always writes OUT (possibly partial) and ``run_status.json`` next to OUT::
 
     {"ok": bool, "kernel_died_at_cell": int | null, "timed_out_cells": [int],
-     "error": str | null, "cells_executed": int, "workdir_damaged_at_cell": int | null}
+     "error": str | null, "cells_executed": int, "workdir_damaged_at_cell": int | null,
+     "dropped_messages": int}
 
 * ``ok``: every code cell was executed (errors raised by learner code and
   interrupted cells do not count against it; kernel death, a kernel start
@@ -26,6 +27,14 @@ It always writes OUT (possibly partial) and ``run_status.json`` next to OUT::
 * ``workdir_damaged_at_cell``: the first cell after which the hidden tests' files
   (``$COURSE_GRADING_DIR``) had been deleted or changed by the notebook; they are
   put back (see ``GradingFiles``), so later hidden tests still run.
+* ``dropped_messages``: messages from the kernel that the runner could not use and
+  dropped (a bad signature, or content it could not process). Only the learner's
+  process can send them (it holds the kernel's session key), so they are named in
+  the report and execution goes on; before they were dropped, one forged message
+  stopped the runner.
+* ``error`` begins with one of ``RUNNER_FAULTS`` when the runner itself failed, not
+  the learner's code: the grader then records nobody's points for this notebook
+  and says so (a grading problem), instead of charging the items that did not run.
 
 Fail-closed outputs: all outputs of IN are discarded, and every code cell
 starts with an ``error`` output (ename ``NotExecuted``) that is replaced when
@@ -51,6 +60,8 @@ DEFAULT_MAX_OUTPUT_CHARS = 20_000
 DEFAULT_MAX_TOTAL_OUTPUT_CHARS = 2_000_000
 DEFAULT_MAX_IMAGE_BYTES = 1_000_000   # of base64 text, i.e. ~750 kB of image
 _MARKER = "[autograder: {what} truncated: more than {limit} characters of output]"
+# How ``error`` begins when the runner, not the learner's code, failed (see the module docstring).
+RUNNER_FAULTS = ("the kernel failed to start", "runner error", "runner crashed")
 
 
 # --------------------------------------------------------------------------
@@ -74,6 +85,7 @@ class Status:
             "error": "the notebook runner did not finish (killed?)",
             "cells_executed": 0,
             "workdir_damaged_at_cell": None,
+            "dropped_messages": 0,
         }
 
     def write(self) -> None:
@@ -148,9 +160,43 @@ def _truncate(text: str, limit: int, what: str) -> str:
     return text[:limit] + "\n" + _MARKER.format(what=what, limit=limit) + "\n"
 
 
+class Dropped:
+    """Messages from the kernel that the runner dropped (see ``dropped_messages``)."""
+    count = 0
+
+
+def _tolerant_kernel_client_class():
+    """An AsyncKernelClient whose channels drop what they cannot verify instead of raising.
+
+    A message with a bad signature (or one that cannot be parsed) becomes an empty message
+    with no parent, which nbclient ignores like any message for another request."""
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from traitlets import Type
+
+    class TolerantChannel(AsyncZMQSocketChannel):
+        async def _recv(self, **kwargs):
+            raw = await self.socket.recv_multipart(**kwargs)
+            try:
+                _, smsg = self.session.feed_identities(raw)
+                return self.session.deserialize(smsg)
+            except Exception:   # noqa: BLE001 - forged or malformed: drop it, count it
+                Dropped.count += 1
+                return {"header": {}, "parent_header": {}, "metadata": {}, "content": {},
+                        "msg_id": None, "msg_type": "dropped", "buffers": []}
+
+    class TolerantKernelClient(AsyncKernelClient):
+        shell_channel_class = Type(TolerantChannel)
+        iopub_channel_class = Type(TolerantChannel)
+        stdin_channel_class = Type(TolerantChannel)
+        control_channel_class = Type(TolerantChannel)
+
+    return TolerantKernelClient
+
+
 def _make_client_class():
     from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
+    from nbclient.exceptions import CellExecutionComplete, DeadKernelError
     from nbclient.util import ensure_async
 
     class CappedClient(NotebookClient):
@@ -256,16 +302,22 @@ def _make_client_class():
             return {**msg, "content": content}
 
         def process_message(self, msg, cell, cell_index):
-            msg_type = msg.get("msg_type")
-            if msg_type == "stream":
-                msg = self._cap_stream(msg, cell_index)
-                if msg is None:
-                    return None
-            elif msg_type in ("display_data", "execute_result", "update_display_data"):
-                msg = self._cap_data(msg, cell_index)
-            elif msg_type == "error":
-                msg = self._cap_error(msg, cell_index)
-            return super().process_message(msg, cell, cell_index)
+            try:
+                msg_type = msg.get("msg_type")
+                if msg_type == "stream":
+                    msg = self._cap_stream(msg, cell_index)
+                    if msg is None:
+                        return None
+                elif msg_type in ("display_data", "execute_result", "update_display_data"):
+                    msg = self._cap_data(msg, cell_index)
+                elif msg_type == "error":
+                    msg = self._cap_error(msg, cell_index)
+                return super().process_message(msg, cell, cell_index)
+            except (CellExecutionComplete, DeadKernelError):
+                raise
+            except Exception:   # noqa: BLE001 - signed but malformed: only learner code sends such
+                Dropped.count += 1
+                return None
 
         # -- timeouts --------------------------------------------------------
         async def _async_handle_timeout(self, timeout, cell=None):
@@ -471,6 +523,7 @@ def run(args) -> int:
     config = Config()
     config.KernelManager.transport = "ipc"
     config.KernelManager.ip = _ipc_address(runtime_dir)
+    config.KernelManager.client_factory = _tolerant_kernel_client_class()
     client_cls = _make_client_class()
     client = client_cls(
         nb,
@@ -513,7 +566,7 @@ def run(args) -> int:
                 if grading_files.after_cell(_hidden_test_item(cell)) and \
                         status.data["workdir_damaged_at_cell"] is None:
                     status.data["workdir_damaged_at_cell"] = index
-                status.data.update(cells_executed=executed,
+                status.data.update(cells_executed=executed, dropped_messages=Dropped.count,
                                    timed_out_cells=list(client.timed_out_cells))
                 _write_nb(nb, out_path)
                 status.write()
@@ -523,7 +576,7 @@ def run(args) -> int:
             error = f"the kernel failed to start: {type(exc).__name__}: {exc}"
         else:
             error = f"runner error: {type(exc).__name__}: {exc}"
-        status.data.update(error=error[:4000], cells_executed=executed,
+        status.data.update(error=error[:4000], cells_executed=executed, dropped_messages=Dropped.count,
                            timed_out_cells=list(client.timed_out_cells),
                            kernel_died_at_cell=died_at)
         traceback.print_exc()
@@ -532,7 +585,7 @@ def run(args) -> int:
         return 1
 
     status.data.update(cells_executed=executed, timed_out_cells=list(client.timed_out_cells),
-                       kernel_died_at_cell=died_at)
+                       kernel_died_at_cell=died_at, dropped_messages=Dropped.count)
     if died_at is not None:
         reason = ("the kernel did not respond to the interrupt after the cell timeout "
                   "and was killed" if client.kernel_unresponsive else "the kernel died")

@@ -37,6 +37,7 @@ import nbformat
 
 from . import earlier_chapters
 from .nbgrader_plugins import REPORT_SUFFIX
+from ..isolation import notebook_runner
 from ..judge.notebooks import SOLUTIONS, graded_items, nb_meta
 
 REPO = Path(__file__).resolve().parents[2]
@@ -493,6 +494,11 @@ def autograde(root: Path, chapter: str, students=None, workers: int | None = Non
                 student = futures[future]
                 try:
                     judged = future.result()
+                    fault = runner_fault(judged)
+                    if fault:
+                        _grading_problem(root, chapter, student, fault)
+                        finish(GradeRun(student, False, time.perf_counter() - started[student], fault))
+                        continue
                 except KilledWorker:
                     _grading_problem(root, chapter, student, f"grading this submission stopped "
                                                              f"{distribute.ALLOWED_FAILURES + 1} grading workers")
@@ -527,6 +533,19 @@ def _write_error(root, chapter, student, error, detail):
     report_dir = _reports(root, chapter, student)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "autograde_error.txt").write_text(error + "\n\n" + detail)
+
+
+def runner_fault(judged: dict) -> str | None:
+    """Why the notebook runner itself failed on one of a learner's notebooks, if it did.
+
+    The learner's code did not cause it (see ``notebook_runner.RUNNER_FAULTS``), so the items that did not
+    run are not charged to them: nothing is recorded and the learner shows as a grading problem."""
+    for name, result in judged.items():
+        error = str(((result.get("report") or {}).get("run") or {}).get("error") or "")
+        if error.startswith(notebook_runner.RUNNER_FAULTS):
+            return (f"{name}: the grader's notebook runner failed, not the learner's code ({error[:300]}); "
+                    f"nothing was recorded: grade this learner again (`course autograde CH --student ID`)")
+    return None
 
 
 def _grading_problem(root, chapter, student, reason):
@@ -680,6 +699,9 @@ def results(root: Path, chapter: str) -> list[LearnerResult]:
                     problems.append(f"the kernel died in cell {run['kernel_died_at_cell'] + 1}")
                 elif run.get("error"):
                     problems.append(str(run["error"]))
+                if run.get("dropped_messages"):
+                    problems.append(f"the learner's kernel sent {run['dropped_messages']} message(s) that the "
+                                    f"grader could not verify (forged or malformed); they were dropped")
                 if run.get("timed_out_cells"):
                     problems.append(f"cells interrupted at the time limit: "
                                     f"{', '.join(str(i + 1) for i in run['timed_out_cells'])}")

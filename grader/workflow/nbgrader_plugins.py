@@ -162,7 +162,7 @@ class SandboxedExecute(NbGraderPreprocessor):
 
     def _read_back(self, job, original, run):
         status = {"ok": False, "kernel_died_at_cell": None, "timed_out_cells": [], "error": None,
-                  "cells_executed": 0, "workdir_damaged_at_cell": None}
+                  "cells_executed": 0, "workdir_damaged_at_cell": None, "dropped_messages": 0}
         try:
             raw = read_untrusted(job / "run_status.json", 2**20)
             if raw:
