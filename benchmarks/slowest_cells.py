@@ -1,15 +1,26 @@
-"""The slowest cells of each chapter notebook under the autograder, with the solution and with plain loops.
+"""The slowest cells of each chapter's worked solution: as a learner waits for them, and under the autograder.
 
-    .venv/bin/python benchmarks/slowest_cells.py [--chapters 06_cnn ...] [--top 3] [--busy 0]
+    .venv/bin/python benchmarks/slowest_cells.py [--chapters 07_pytorch 09_rnn_attention] [--threads 1]
+        [--mode learner|autograde|both] [--top 5] [--busy 0] [--keep DIR]
 
 Every chapter's solution notebook is executed with nbclient outside the sandbox, in a copy of its
-folder, with the autograder's kernel environment (``NBGRADER_EXECUTION=autograde``, so that
-``dlcourse.runtime.budget`` picks the autograde sizes, and one BLAS thread). Chapters that ask for
-functions written as plain loops (chapter 06's naive convolution and max pooling) are run a second
-time with textbook loop implementations of those functions in place of the solution's: a correct
-learner writes them that way, and every cell that calls them must stay far below the autograder's
-per-cell limit on a loaded 2-core machine.
-``--busy N`` runs N CPU-burning processes meanwhile, to measure on a loaded machine.
+folder, in one of two settings:
+
+- ``learner`` (the default): the full-size cells a learner runs in JupyterLab, on the CPU
+  (``COURSE_DEVICE=cpu``) with ``--threads`` BLAS/OpenMP threads (default 1: a hub runs many learners
+  on one machine, and the torch chapters' set-up cells choose one torch thread). The course's budget
+  (issue 20): every cell under ``LEARNER_LIMIT_S`` on a 2-core laptop with one thread, or it says up
+  front how long it takes, shows a progress bar and offers a smaller setting; the table marks the cells
+  over the limit.
+- ``autograde``: the autograder's kernel environment (``NBGRADER_EXECUTION=autograde``, so that
+  ``dlcourse.runtime.budget`` picks the autograde sizes, one BLAS thread), against its per-cell limit.
+
+Chapters that ask for functions written as plain loops (chapter 06's naive convolution and max pooling)
+are run a second time under the autograder with textbook loop implementations of those functions in place
+of the solution's: a correct learner writes them that way, and every cell that calls them must stay far
+below the autograder's per-cell limit on a loaded 2-core machine.
+``--busy N`` runs N CPU-burning processes meanwhile, to measure on a loaded machine; ``--keep DIR`` writes
+the executed notebooks there (to read what their cells printed).
 
 Prints, per chapter and variant, the notebook's total time and its slowest cells. Asserts nothing
 (timings belong in benchmarks, not in tests).
@@ -38,8 +49,10 @@ from grader.workflow.nbgrader_plugins import kernel_environment  # noqa: E402
 from grader.judge.notebooks import nb_meta  # noqa: E402
 
 CELL_LIMIT_S = 30          # the autograder's per-cell limit (grader/workflow/nbgrader_plugins.py, cell_timeout)
+LEARNER_LIMIT_S = 60       # a learner's wait for one cell without warning (issue 20)
 AUTOGRADE_ENV = ("NBGRADER_EXECUTION", "MPLBACKEND", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                  "CUDA_VISIBLE_DEVICES")
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 # Textbook loop implementations: one Python loop per index, a NumPy operation only on one window.
 LOOPS = {
@@ -143,7 +156,17 @@ def _seconds(cell):
     return (parse(end) - parse(start)).total_seconds()
 
 
-def run(chapter, variant, cell_timeout, solutions=ROOT / "solutions"):
+def environment(variant, work, threads):
+    """The kernel's environment variables for a variant: the autograder's, or a learner's on ``threads`` threads."""
+    if variant == "learner":
+        env = {name: str(threads) for name in THREAD_ENV}
+        env.update(COURSE_DEVICE="cpu", NBGRADER_EXECUTION="", COURSE_QUICK="")
+        return env
+    # The autograder's kernel environment, except COURSE_GRADING_DIR (hidden-test cells just say they run later).
+    return {k: v for k, v in kernel_environment(work).items() if k in AUTOGRADE_ENV}
+
+
+def run(chapter, variant, cell_timeout, solutions=ROOT / "solutions", threads=1, keep=None):
     """[(seconds, cell index, first line)] of every code cell, and the notebook's total wall time."""
     nb = notebook_for(chapter, variant, solutions)
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,8 +175,7 @@ def run(chapter, variant, cell_timeout, solutions=ROOT / "solutions"):
         given = earlier_chapters.generate(chapter)
         if given:
             (work / earlier_chapters.FILENAME).write_text(given)
-        # The autograder's kernel environment, except COURSE_GRADING_DIR (hidden-test cells just say they run later).
-        grading_env = {k: v for k, v in kernel_environment(work).items() if k in AUTOGRADE_ENV}
+        grading_env = environment(variant, work, threads)
         before = {k: os.environ.get(k) for k in grading_env}
         os.environ.update(grading_env)
         try:
@@ -162,6 +184,9 @@ def run(chapter, variant, cell_timeout, solutions=ROOT / "solutions"):
                            resources={"metadata": {"path": str(work)}}).execute()
             total = time.perf_counter() - start
         finally:
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, str(keep / f"{chapter}-{variant}.ipynb"))
             for k, v in before.items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -179,9 +204,13 @@ def run(chapter, variant, cell_timeout, solutions=ROOT / "solutions"):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chapters", nargs="*", default=None, help="default: every chapter in solutions/")
-    parser.add_argument("--top", type=int, default=3, help="slowest cells shown per notebook")
+    parser.add_argument("--mode", choices=("learner", "autograde", "both"), default="learner",
+                        help="the full cells a learner runs (default), the autograder's, or both")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads in learner mode (default 1)")
+    parser.add_argument("--top", type=int, default=5, help="slowest cells shown per notebook")
     parser.add_argument("--busy", type=int, default=0, help="CPU-burning processes running meanwhile")
-    parser.add_argument("--cell-timeout", type=int, default=600, help="nbclient's limit per cell (s)")
+    parser.add_argument("--cell-timeout", type=int, default=1800, help="nbclient's limit per cell (s)")
+    parser.add_argument("--keep", type=Path, default=None, help="write the executed notebooks into this folder")
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions",
                         help="another solutions folder, e.g. an older commit's (git archive), to compare with")
     args = parser.parse_args()
@@ -194,16 +223,25 @@ def main():
             p.start()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at the start, {args.busy} extra CPU-burning "
-          f"processes; the autograder's kernel environment; its per-cell limit is {CELL_LIMIT_S} s")
+          f"processes. learner: full-size cells on the CPU with {args.threads} thread(s), limit {LEARNER_LIMIT_S} s "
+          f"per cell unless announced; autograde: the autograder's kernel environment, limit {CELL_LIMIT_S} s")
     try:
         for chapter in wanted:
-            variants = ["solution"] + (["loops"] if chapter in LOOPS else [])
+            variants = ["learner", "solution"] if args.mode == "both" else \
+                ["learner"] if args.mode == "learner" else ["solution"]
+            if args.mode != "learner" and chapter in LOOPS:
+                variants.append("loops")
             for variant in variants:
-                rows, total = run(chapter, variant, args.cell_timeout, args.solutions)
-                label = "solution" if variant == "solution" else "loops: " + ", ".join(LOOPS[chapter])
-                print(f"\n{chapter}  [{label}]  whole notebook {total:.1f} s; slowest cells:")
+                rows, total = run(chapter, variant, args.cell_timeout, args.solutions, args.threads, args.keep)
+                label = {"learner": f"learner, {args.threads} thread(s)", "solution": "autograde"}.get(
+                    variant, "autograde, loops: " + ", ".join(LOOPS.get(chapter, {})))
+                limit = LEARNER_LIMIT_S if variant == "learner" else CELL_LIMIT_S
+                over = sum(1 for seconds, _, _ in rows if seconds > limit)
+                print(f"\n{chapter}  [{label}]  whole notebook {total:.1f} s; {over} cell(s) over {limit} s; "
+                      "slowest cells:", flush=True)
                 for seconds, index, first in rows[: args.top]:
-                    print(f"  {seconds:6.2f} s  cell {index:>3}  {first}")
+                    flag = "  OVER" if seconds > limit else ""
+                    print(f"  {seconds:7.2f} s  cell {index:>3}  {first}{flag}", flush=True)
     finally:
         for p in burners:
             p.terminate()

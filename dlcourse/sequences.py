@@ -154,9 +154,13 @@ def gradient_explorer(rnn_step_forward, rnn_step_backward, H=32, D=8, N=4):
         fig.tight_layout()
         plt.show()
 
-    return interact(show, spectral_radius=FloatSlider(value=1.1, min=0.5, max=1.5, step=0.05),
-                    T=IntSlider(value=40, min=5, max=80, step=5),
-                    input_scale=FloatLogSlider(value=1e-3, base=10, min=-4, max=0.5, step=0.25))
+    # A redraw runs the RNN forward and backward some twenty times: one redraw per drag, for the value it ends on.
+    wide = {"description_width": "initial"}
+    return interact(show, spectral_radius=FloatSlider(value=1.1, min=0.5, max=1.5, step=0.05, continuous_update=False,
+                                                      description="spectral radius", style=wide),
+                    T=IntSlider(value=40, min=5, max=80, step=5, continuous_update=False, style=wide),
+                    input_scale=FloatLogSlider(value=1e-3, base=10, min=-4, max=0.5, step=0.25,
+                                               continuous_update=False, description="input scale", style=wide))
 
 
 def plot_rnn_vs_lstm_gradients(rnn_norms, lstm_norms, title_suffix=""):

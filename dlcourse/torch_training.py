@@ -13,12 +13,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .devices import synchronize
-from .runtime import is_autograding
+from .runtime import progress_hidden
 
 
 def progress(iterable, desc="", total=None):
-    """``tqdm(iterable)`` that disappears when done and is switched off under the autograder."""
-    return tqdm(iterable, desc=desc, total=total, leave=False, disable=is_autograding())
+    """``tqdm(iterable)`` that disappears when done; off under the autograder and while an explorer redraws."""
+    return tqdm(iterable, desc=desc, total=total, leave=False, disable=progress_hidden())
 
 
 def fit(model, train_loader, loss_fn, optimizer, device, *, epochs, train_one_epoch, evaluate=None,
@@ -30,7 +30,7 @@ def fit(model, train_loader, loss_fn, optimizer, device, *, epochs, train_one_ep
     Returns {"loss": [...], "val_accuracy": [...], "epoch_seconds": [...]}, one entry per epoch.
     """
     history = {"loss": [], "val_accuracy": [], "epoch_seconds": []}
-    bar = tqdm(range(epochs), desc=desc, leave=False, disable=is_autograding())
+    bar = tqdm(range(epochs), desc=desc, leave=False, disable=progress_hidden())
     for _ in bar:
         start = time.perf_counter()
         loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device)

@@ -4,8 +4,11 @@ One JupyterLab server for the session, started as `make lab` starts it (the virt
 `jupyter lab` with its installed settings) on a free localhost port with a token, serving a
 temporary copy of notebooks/. Per chapter: open the learner notebook, run every cell the way a
 learner does (Shift+Enter, cell by cell, past the unwritten stubs), and check what is on screen;
-then save, restart the kernel, reload the page and check the reopened notebook. Chapter 01 also
-gets an answer typed in (right, then wrong) and the Validate button, untouched and completed.
+then save, restart the kernel, reload the page and check the reopened notebook. Per chapter again,
+a completed copy (its cells' small settings, COURSE_QUICK=1): every explorer on the page gets one
+slider dragged, and its figure must end up drawn for the value the slider shows (the caption and
+PNG record of dlcourse.runtime.interact); no cell may print a stray repr. Chapter 01 also gets an
+answer typed in (right, then wrong) and the Validate button, untouched and completed.
 
 Run alone with `.venv/bin/pytest -m browser`. Screenshots go to the folder printed at the start
 (BROWSER_SCREENSHOTS, default <tmp>/dl-course-browser). Without /usr/bin/chromium the tests skip,
@@ -237,32 +240,123 @@ def run_every_cell(page, until=None):
     return count
 
 
-def explorer_with_a_slider(page):
-    return page.locator(f"{CELLS} .widget-interact").filter(has=page.locator(".widget-output img")).filter(
-        has=page.locator(".noUi-handle")).first
+EXPLORERS = f"{CELLS} .widget-interact"
+# What no cell may print: a function or object repr (an explorer returning what it made), a figure's repr, an
+# explorer that did not become widgets.
+STRAY_REPR = re.compile(r"<function [^>]*>|<[\w.]+ object at 0x[0-9a-fA-F]+>|<Figure size [^>]*>|interactive\(children")
+EXPLORER_PNG_KEY = "dlcourse-explorer"  # dlcourse.runtime.EXPLORER_PNG_KEY: what an explorer's figure says
 
 
-def move_a_slider(page):
-    """Drag the first explorer's first slider and wait until its figure is redrawn."""
-    explorer = explorer_with_a_slider(page)
-    explorer.scroll_into_view_if_needed()
-    before = explorer.locator(".widget-output img").first.get_attribute("src")
-    slider = explorer.locator(".noUi-target").first
-    track, box = slider.bounding_box(), slider.locator(".noUi-handle").first.bounding_box()
+def figure_record(src):
+    """{"caption", "values"} that dlcourse.runtime.interact wrote into an explorer's PNG (data: URL), or None."""
+    import base64
+    import struct
+
+    if not src or not src.startswith("data:image/png;base64,"):
+        return None
+    png = base64.b64decode(src.split(",", 1)[1])
+    position = 8
+    while position + 8 <= len(png):
+        length, kind = struct.unpack(">I4s", png[position:position + 8])
+        data = png[position + 8:position + 8 + length]
+        if kind in (b"tEXt", b"iTXt"):
+            key, _, value = data.partition(b"\0")
+            if kind == b"iTXt":  # compression flag, method, language, translated keyword, then the text
+                value = value[2:].split(b"\0", 2)[-1]
+            if key.decode("latin-1") == EXPLORER_PNG_KEY:
+                return json.loads(value.decode("latin-1" if kind == b"tEXt" else "utf-8"))
+        position += 12 + length
+    return None
+
+
+def explorer_state(explorer):
+    """What an explorer shows: its sliders' labels and readouts, and the records of the figures in its output."""
+    return explorer.evaluate(
+        """(el) => ({
+            sliders: [...el.querySelectorAll('.widget-slider')].map(s => {
+                const handle = s.querySelector('.noUi-handle');
+                const range = handle ? [handle.getAttribute('aria-valuemin'), handle.getAttribute('aria-valuemax')] : [];
+                return {label: (s.querySelector('.widget-label') || {}).textContent || '',
+                        readout: ((s.querySelector('.widget-readout') || {}).textContent || '').trim(),
+                        movable: range.length === 2 && range[0] !== range[1]};
+            }),
+            images: [...el.querySelectorAll('.widget-output img')].map(img => img.src),
+            text: [...el.querySelectorAll('.widget-output .jp-OutputArea-output')].map(o => o.textContent).join('\\n'),
+        })""")
+
+
+def _decimals(text):
+    mantissa = text.lower().split("e")[0]
+    return len(mantissa.split(".")[1]) if "." in mantissa else 0
+
+
+def shows_value(caption, label, readout):
+    """Does ``caption`` (the text under a figure) give the control ``label`` the value its readout shows?"""
+    item = next((part for part in caption.split("   ") if part.startswith(f"{label} = ")), None)
+    if item is None:
+        return False
+    # ipywidgets' readouts (d3-format) write negative numbers with the minus sign U+2212
+    drawn, readout = item[len(label) + 3:].replace("\u2212", "-"), readout.replace("\u2212", "-")
+    try:
+        a, b = float(drawn), float(readout)
+    except ValueError:
+        return drawn == readout
+    # the two sides format alike (the control's readout format), up to trailing zeros
+    return abs(a - b) <= 0.5 * 10 ** -min(_decimals(drawn), _decimals(readout)) + 1e-12 * abs(b)
+
+
+def drag_slider(page, explorer, index):
+    """Drag the explorer's slider ``index`` to near its farther end (so even a slider of two options changes)."""
+    slider = explorer.locator(".widget-slider").nth(index)
+    slider.scroll_into_view_if_needed()
+    target = slider.locator(".noUi-target").first
+    track, box = target.bounding_box(), target.locator(".noUi-handle").first.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    # A third of the track towards its farther end: the value surely changes.
-    to = x + track["width"] / 3 if x < track["x"] + track["width"] / 2 else x - track["width"] / 3
+    left, right = track["x"] + 0.1 * track["width"], track["x"] + 0.9 * track["width"]
+    to = right if x < track["x"] + track["width"] / 2 else left
     page.mouse.move(x, y)
     page.mouse.down()
-    page.mouse.move(to, y, steps=5)
+    page.mouse.move(to, y, steps=5)  # passes through values on the way, as a hand does
     page.mouse.up()
-    try:
-        page.wait_for_function(
-            "([el, before]) => { const img = el.querySelector('.widget-output img'); return img && img.src !== before; }",
-            arg=[explorer.element_handle(), before], timeout=CELL_TIMEOUT_MS)
-    except Exception:
-        shot(page, "slider-not-redrawn")
-        raise
+
+
+def check_explorer_follows_its_slider(page, explorer, name):
+    """Move one slider of an explorer; its figure must end up drawn for (and captioned with) the final value."""
+    explorer.scroll_into_view_if_needed()
+    state = explorer_state(explorer)
+    assert state["images"], f"{name}: the explorer shows no figure:\n{state['text'][:500]}"
+    records = [figure_record(src) for src in state["images"]]
+    assert all(records), (f"{name}: a figure without the caption that dlcourse.runtime.interact draws (every "
+                          "explorer puts up its sliders through it)")
+    for slider in state["sliders"]:
+        assert shows_value(records[0]["caption"], slider["label"], slider["readout"]), \
+            f"{name}: the figure says {records[0]['caption']!r}, the slider {slider['label']} {slider['readout']}"
+    # The first slider that can move (a slider of one option, as some cells' small settings leave, cannot).
+    index = next((i for i, slider in enumerate(state["sliders"]) if slider["movable"]), None)
+    if index is None:
+        explorer.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+        return
+    label, before = state["sliders"][index]["label"], state["sliders"][index]["readout"]
+    drag_slider(page, explorer, index)
+    deadline = time.monotonic() + CELL_TIMEOUT_MS / 1000
+    while True:
+        state = explorer_state(explorer)
+        final = state["sliders"][index]["readout"]
+        records = [figure_record(src) for src in state["images"]]
+        if final != before and records and all(r and shows_value(r["caption"], label, final) for r in records):
+            break
+        if time.monotonic() > deadline:
+            shot(page, f"{name}-not-redrawn")
+            raise AssertionError(f"{name}: the slider {label!r} reads {final} (was {before}), the figure says "
+                                 f"{[r and r['caption'] for r in records]}")
+        time.sleep(0.3)
+    # the page may still be busy with redraws for the values passed on the way: the last one must stay
+    page.wait_for_timeout(300)
+    wait_for_kernel(page)
+    records = [figure_record(src) for src in explorer_state(explorer)["images"]]
+    assert records and all(r and shows_value(r["caption"], label, final) for r in records), \
+        f"{name}: after the last redraw the figure says {[r and r['caption'] for r in records]}, the slider {final}"
+    explorer.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
 def outputs(page):
@@ -295,6 +389,11 @@ def assert_no_widget_errors(page):
     assert "interactive(children" not in texts, "an explorer shows as text (interactive(...)), not as widgets"
 
 
+def assert_no_stray_repr(page):
+    stray = [text.strip()[:200] for _, text in outputs(page) if STRAY_REPR.search(text)]
+    assert not stray, "a cell printed a repr instead of nothing:\n" + "\n".join(stray[:5])
+
+
 # --- the tests ----------------------------------------------------------------------------------
 
 
@@ -319,21 +418,7 @@ def test_chapter_runs_in_the_browser_and_survives_a_reopen(page, lab, chapter):
     assert not others, "errors other than the stubs' message:\n" + "\n---\n".join(others[:5])
     assert not any("Traceback" in text or "site-packages" in text for text in errors)
 
-    # Moving a slider redraws an explorer's figure. Where every explorer needs a function the learner
-    # has not written yet, a completed copy is run from the top until its first explorer is up.
-    slider_page = page
-    if not explorer_with_a_slider(page).count():
-        slider_page = new_page(page.context)
-        folder = copy_chapter(lab, chapter, f"slider-{chapter}")
-        nbformat.write(learner_notebook(folder / f"{chapter}.ipynb", answer_sources(chapter)),
-                       str(folder / f"{chapter}.ipynb"))
-        open_notebook(slider_page, lab, f"slider-{chapter}/{chapter}.ipynb")
-        run_every_cell(slider_page, until=lambda: explorer_with_a_slider(slider_page).count() > 0)
-    move_a_slider(slider_page)
-    shot(slider_page, f"{chapter}-2-slider-moved")
-    if slider_page is not page:
-        slider_page.console.assert_clean()
-        slider_page.close()
+    assert_no_stray_repr(page)
 
     # Saved, kernel restarted, page reloaded: no widget errors, a line saying how to get the sliders back.
     save(page)
@@ -352,6 +437,32 @@ def test_chapter_runs_in_the_browser_and_survives_a_reopen(page, lab, chapter):
     assert page.get_by_role("button", name="Validate").count() == 1
     page.console.assert_clean()
     print(f"{chapter}: {cells} cells, {time.monotonic() - started:.0f} s in the browser")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_explorer_draws_the_value_its_slider_ends_on(page, lab, chapter):
+    """Every explorer of a completed copy of the chapter (found on the page, whatever the chapter): one slider
+    dragged, the figure ends up drawn for the value the slider shows; no cell prints a stray repr.
+    The copy runs with COURSE_QUICK=1 (its cells' small settings) so that training cells take seconds."""
+    started = time.monotonic()
+    folder = copy_chapter(lab, chapter, f"explorers-{chapter}")
+    completed = learner_notebook(folder / f"{chapter}.ipynb", answer_sources(chapter))
+    completed.cells.insert(0, nbformat.v4.new_code_cell('import os\nos.environ["COURSE_QUICK"] = "1"'))
+    nbformat.write(completed, str(folder / f"{chapter}.ipynb"))
+    open_notebook(page, lab, f"explorers-{chapter}/{chapter}.ipynb")
+    run_every_cell(page)
+    errors = error_texts(page)
+    assert not errors, "the completed notebook has errors:\n" + "\n---\n".join(e[:500] for e in errors[:3])
+    assert_no_widget_errors(page)
+    assert_no_stray_repr(page)
+    explorers = page.locator(EXPLORERS)
+    count = explorers.count()
+    assert count > 0, "no explorer rendered as widgets"
+    for index in range(count):
+        check_explorer_follows_its_slider(page, explorers.nth(index), f"{chapter}-explorer-{index + 1}")
+    assert_no_stray_repr(page)
+    page.console.assert_clean()
+    print(f"{chapter}: {count} explorers, {time.monotonic() - started:.0f} s in the browser")
 
 
 CORRECT_XOR_FEATURES = """def xor_features(X):

@@ -71,8 +71,22 @@ def test_explorers_draw_once_without_widgets_under_the_autograder(monkeypatch):
     assert runtime.interact(lambda x, kind: calls.append((x, kind)), **controls) is None
     assert calls == [(1.5, "b")]
     monkeypatch.delenv("NBGRADER_EXECUTION")
-    assert runtime.interact(lambda x, kind: calls.append((x, kind)), **controls) is not None
+    assert runtime.interact(lambda x, kind: calls.append((x, kind)), **controls) is None, \
+        "an explorer on a cell's last line must print nothing under its sliders"
     assert calls == [(1.5, "b"), (1.5, "b")], "interactively the widget draws once at start, too"
+
+
+def test_an_explorers_caption_gives_each_value_as_its_control_shows_it():
+    controls = dict(rho=ipywidgets.FloatSlider(value=0.75, step=0.05, description="spectral radius"),
+                    scale=ipywidgets.FloatLogSlider(value=1e-3, base=10, min=-4, max=0),
+                    n=ipywidgets.IntSlider(value=40),
+                    beta=ipywidgets.SelectionSlider(options=[("small", 0.1), ("large", 4.0)], value=4.0),
+                    kind=ipywidgets.Dropdown(options=["tanh", "relu"], value="relu"))
+    values = {name: control.value for name, control in controls.items()}
+    assert runtime.caption(controls, values) == ("spectral radius = 0.75   scale = 0.001   n = 40   beta = large   "
+                                                 "kind = relu")
+    assert runtime.caption(controls, dict(values, rho=1.05)).startswith("spectral radius = 1.05"), \
+        "the caption states the value the figure was drawn for"
 
 
 # --- the torch chapters' device choice and epoch loop -------------------------------------------
@@ -180,12 +194,20 @@ def test_the_training_loops_use_the_functions_they_are_given():
         return (x - xc).abs().mean() + (y - yc).abs().mean()
 
     X = torch.rand(40, 64)
-    history = generative.train_vae(generative.VAE(latent_dim=2, hidden=16), X, vae_loss, reparameterize, epochs=2,
-                                   batch_size=20)
+    def vae_step(model, optimizer, x, eps, loss_fn=None):
+        calls["rep"] += 1
+        assert eps.shape == (len(x), model.latent_dim) and loss_fn is None
+        mu, logvar = model.encode(x)
+        return vae_loss(model.decode(mu + torch.exp(0.5 * logvar) * eps), x, mu, logvar).item()
+
+    def gan_step(G, D, opt_g, opt_d, real, z):
+        assert z.shape == (len(real), G.noise_dim)
+        return d_loss(D(real), D(G(z))).item(), g_loss(D(G(z))).item()
+
+    history = generative.train_vae(generative.VAE(latent_dim=2, hidden=16), X, vae_step, epochs=2, batch_size=20)
     assert calls["rep"] == calls["loss"] == 4 and len(history["loss"]) == 2
     run = generative.train_gan(generative.Generator(hidden=8), generative.Discriminator(hidden=8),
-                               lambda n: torch.randn(n, 2), d_loss, g_loss, steps=6, batch_size=8, snapshots=3,
-                               n_show=5)
+                               lambda n: torch.randn(n, 2), gan_step, steps=6, batch_size=8, snapshots=3, n_show=5)
     assert calls["d"] == calls["g"] == 6 and run["steps"] == [0, 2, 4, 6] and run["samples"][0].shape == (5, 2)
     nets = [generative.Generator(hidden=8) for _ in range(2)] + [generative.Discriminator(hidden=8) for _ in range(2)]
     out = generative.train_cycle(*nets, torch.randn(30, 2), torch.randn(30, 2), d_loss, g_loss, cycle, steps=3,
@@ -276,3 +298,51 @@ def test_chapter_09_transformer_runs_the_attention_class_it_is_given():
     assert logits.shape == (3, 5, sequence_models.VOCAB) and len(maps) == 2 and len(calls) == 2
     history = sequence_models.train_reversal(model, 5, "cpu", steps=3)
     assert len(history["loss"]) == 3 and 0.0 <= history["token_accuracy"] <= 1.0
+
+
+def test_chapter_09_encoder_decoder_attends_with_the_function_it_is_given_from_more_queries_than_keys():
+    import torch
+
+    from dlcourse import sequence_models
+
+    calls = []
+
+    def attention(q, k, v, mask=None):                  # the chapter's contract, with uniform weights
+        calls.append((tuple(q.shape), tuple(k.shape)))
+        weights = torch.full(q.shape[:-1] + (k.shape[-2],), 1.0 / k.shape[-2])
+        return weights @ v, weights
+
+    src, target = sequence_models.seq2seq_reversal_batch(3, 6, torch.Generator().manual_seed(0))
+    assert torch.equal(target[:, :6], src.flip(1)) and (target[:, 6] == sequence_models.END).all()
+    model = sequence_models.AttentionSeq2Seq(attention, dim=8, hidden=16)
+    logits, weights = model(src, target)
+    assert logits.shape == (3, 7, sequence_models.VOCAB + 2) and weights.shape == (3, 7, 6)
+    assert calls == [((3, 7, 16), (3, 6, 16))], "one cross-attention call: 7 queries (L + 1 tokens) over 6 keys"
+    tokens, weights = model.generate(src, 7)
+    assert tokens.shape == (3, 7) and weights.shape == (3, 7, 6) and len(calls) == 1 + 7
+    history = sequence_models.train_seq2seq(model, 6, "cpu", steps=2)
+    assert len(history["loss"]) == 2 and 0.0 <= history["sequence_accuracy"] <= history["token_accuracy"] <= 1.0
+
+
+def test_chapter_07_speed_report_reads_the_measured_times_whichever_way_they_fall():
+    from dlcourse import torch_speed
+
+    slow32 = torch_speed.what_the_times_say({"NumPy, your layers (float64)": 0.1, "torch CPU (float64)": 1.0,
+                                             "torch CPU (float32)": 1.6})
+    assert "torch on the CPU (float64) is slower than your NumPy layers (0.10x its speed)" in slow32
+    assert "float32 is slower than float64 (0.62x its speed)" in slow32 and "no CUDA GPU here" in slow32
+    fast32 = torch_speed.what_the_times_say({"NumPy, your layers (float64)": 0.13, "torch CPU (float64)": 0.046,
+                                             "torch CPU (float32)": 0.023, "torch GPU (float32)": 0.055})
+    assert "float32 is 2.00x as fast as float64 on the CPU: half the bytes" in fast32
+    assert "the GPU is slower than the CPU (float32)" in fast32 and "kernel launches" in fast32
+    even = torch_speed.what_the_times_say({"NumPy, your layers (float64)": 0.1287, "torch CPU (float64)": 0.0456,
+                                           "torch CPU (float32)": 0.0584, "torch GPU (float32)": 0.0547})
+    assert "the GPU is about as fast as the CPU (float32) (1.07x)" in even and "kernel launches" in even
+
+
+def test_quick_mode_shrinks_cells_to_their_autograder_size_and_keeps_the_sliders(monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.setenv(runtime.QUICK_ENV, "1")
+    assert runtime.budget(full=600, autograde=10) == 10 and not runtime.is_autograding()
+    monkeypatch.setenv(runtime.QUICK_ENV, "0")
+    assert runtime.budget(full=600, autograde=10) == 600
