@@ -65,6 +65,28 @@ DELEGATION = {
                          bare_names_allowed=True)
         for item in ("scaled_dot_product_attention", "MultiHeadAttention")
     },
+    # Chapter 10 is NumPy but for UNet: torch's, torchvision's, torchmetrics' and scikit-learn's own versions
+    # of an item, called inside the learner's code, hand the exercise to a library. Bare names are allowed:
+    # the learner's own box_iou inside their nms is their code.
+    "10_segmentation": {
+        # (not nn.ConvTranspose2d: the learner's UNet is made of it; its forward calls conv_transpose2d by name)
+        **{item: Delegation(frozenset({"conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "conv2d_input",
+                                       "conv2d_weight", "autograd", "vjp", "jacobian", "_conv_forward"}),
+                            "the transposed convolution with NumPy loops or products", bare_names_allowed=True)
+           for item in ("conv_transpose_forward", "conv_transpose_backward")},
+        **{item: Delegation(frozenset({"max_unpool1d", "max_unpool2d", "max_unpool3d", "MaxUnpool1d", "MaxUnpool2d",
+                                       "MaxUnpool3d"}), "max unpooling with NumPy indexing", bare_names_allowed=True)
+           for item in ("max_unpool_forward", "max_unpool_backward")},
+        **{item: Delegation(frozenset({"jaccard_index", "JaccardIndex", "MulticlassJaccardIndex", "jaccard_score",
+                                       "MeanIoU", "mean_iou", "accuracy_score", "MulticlassAccuracy",
+                                       "multiclass_accuracy", "multiclass_jaccard_index"}),
+                            "the metric by counting pixels", bare_names_allowed=True)
+           for item in ("pixel_accuracy", "mean_iou")},
+        **{item: Delegation(frozenset({"box_iou", "nms", "batched_nms", "generalized_box_iou", "complete_box_iou",
+                                       "distance_box_iou", "torchvision"}),
+                            "box overlaps and suppression with NumPy", bare_names_allowed=True)
+           for item in ("box_iou", "nms")},
+    },
 }
 # Importing from these modules hands a hand-written backward to autograd.
 _AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "functorch")

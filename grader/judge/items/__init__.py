@@ -27,6 +27,7 @@ CHAPTER_MODULES = {
     "07_pytorch": "grader.judge.items.ch07_pytorch",
     "08_vae_gan": "grader.judge.items.ch08_vae_gan",
     "09_rnn_attention": "grader.judge.items.ch09_rnn_attention",
+    "10_segmentation": "grader.judge.items.ch10_segmentation",
 }
 
 _REGISTRY: dict[str, dict[str, "Item"]] = {}
