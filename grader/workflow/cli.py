@@ -9,6 +9,7 @@
     course status     CHAPTER                     summary table of the class
     course isolation                              what the sandbox guarantees on this machine
     course doctor     [CHAPTER ...]               isolation, then the preflight: can this machine grade?
+    course serve      [--interval S] [--once]     grade each Submit and return feedback (see deploy/hub/)
 
 Every command takes --course DIR (default: $COURSE_DIR or ./course).
 """
@@ -146,6 +147,14 @@ def cmd_doctor(args):
     return 1 if failed else 0
 
 
+def cmd_serve(args):
+    """Grade what learners hand in through the exchange, and return their feedback (grader.workflow.serve)."""
+    from .serve import main_serve
+
+    return main_serve(args.course, once=args.once, show=args.status, min_interval=args.interval, poll=args.poll,
+                      workers=args.workers, cluster=args.cluster)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,6 +195,15 @@ def build_parser():
     p = sub.add_parser("doctor", help="prove that grading works here (solution full marks, release zero)")
     p.add_argument("chapter", nargs="*", help="chapters to check (default: all)")
     p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("serve", help="grade each submission from the exchange and release its feedback")
+    p.add_argument("--interval", type=float, default=None,
+                   help="seconds between two graded submissions of one learner and chapter (default 600)")
+    p.add_argument("--poll", type=float, default=None, help="seconds between two looks at the exchange (default 10)")
+    p.add_argument("--workers", type=int, default=None, help="grading processes on this machine (default 1)")
+    p.add_argument("--cluster", help="address of a running Dask scheduler instead of local workers")
+    p.add_argument("--once", action="store_true", help="one look at the exchange, grade what is due, then stop")
+    p.add_argument("--status", action="store_true", help="print the queue: every submission and what became of it")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
