@@ -122,11 +122,39 @@ def build_sequential(layers, state=None):
     torch = _torch()
     nn = torch.nn
     makers = {"linear": nn.Linear, "batchnorm1d": nn.BatchNorm1d, "relu": nn.ReLU, "tanh": nn.Tanh,
-              "flatten": nn.Flatten}
+              "flatten": nn.Flatten, "sigmoid": nn.Sigmoid, "leaky_relu": nn.LeakyReLU}
     model = nn.Sequential(*[makers[kind](*args) for kind, *args in layers]).double()
     if state is not None:
         current = model.state_dict()
         model.load_state_dict({k: _as_tensor(state[k]) if k in state else current[k] for k in current}, strict=True)
+    return model
+
+
+def build_vae(encoder, decoder, state=None):
+    """A VAE with the interface of chapter 08: ``encode(x) -> (mu, logvar)``, ``decode(z) -> x_recon``.
+
+    ``encoder`` and ``decoder`` are layer lists as for ``build_sequential``; the encoder's last layer gives
+    2 * latent numbers per example, the first half mu and the second half logvar. ``state``: the state_dict
+    ({"encoder.0.weight": ..., "decoder.0.weight": ...}), loaded strictly.
+    """
+    nn = _torch().nn
+
+    class VAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = build_sequential(encoder)
+            self.decoder = build_sequential(decoder)
+
+        def encode(self, x):
+            mu, logvar = self.encoder(x).chunk(2, dim=1)
+            return mu, logvar
+
+        def decode(self, z):
+            return self.decoder(z)
+
+    model = VAE().double()
+    if state is not None:
+        model.load_state_dict({k: _as_tensor(v) for k, v in state.items()}, strict=True)
     return model
 
 
@@ -186,6 +214,7 @@ def _trusted_probe(module, train=None):
 TRUSTED = {
     "sequential": build_sequential,                       # layers (list), state ({name: array})
     "mlp": build_sequential,                              # the same, under the name TORCH_PROTOCOL.md uses
+    "vae": build_vae,                                     # encoder, decoder (layer lists), state
     "probe": _trusted_probe,                              # module, train (bool or None)
     "loader": _trusted_loader,                            # x, y, batch_size (no shuffling)
     "sgd": _trusted_sgd,                                  # module, lr, momentum, weight_decay

@@ -1,8 +1,8 @@
 """Models, data, training loops and plots of chapter 08 (autoencoders, VAE, GAN, cycle consistency).
 
-The loops take *your* functions as arguments (``reparameterize``, ``vae_loss``,
-``discriminator_loss``, ``generator_loss``, ``cycle_consistency_loss``) and only run them;
-nothing here computes one of those. Everything trains on the device that
+The loops take *your* functions as arguments (``vae_training_step``, ``gan_training_step``,
+``discriminator_loss``, ``generator_loss``, ``cycle_consistency_loss``) and only run them: batches,
+noise, optimizers, snapshots and timing are here; the steps that update the networks are yours. Everything trains on the device that
 ``dlcourse.devices.pick_device`` chose and shrinks under the autograder (``runtime.budget``).
 """
 from __future__ import annotations
@@ -47,6 +47,19 @@ def moon_images(phases, size=16, rng=0, jitter=True):
         lit_left = ((xx - cx) / max(phase * r, 1e-9)) ** 2 + ((yy - cy) / r) ** 2 <= 1.0
         images.append((inside & ((xx >= cx) | lit_left)).astype(np.float64).reshape(-1))
     return np.array(images)
+
+
+def closest_on_path(path, target):
+    """The smallest mean |image - target| per pixel over the pictures of ``path`` (K, D), and its index: how near a
+    decoded path ever gets to ``target``."""
+    path, target = (np.asarray(_as_numpy(a), dtype=np.float64) for a in (path, target))
+    d = np.abs(path - target.reshape(1, -1)).mean(axis=1)
+    return float(d.min()), int(d.argmin())
+
+
+def pixel_distance(a, b):
+    """Mean |a - b| per pixel."""
+    return float(np.mean(np.abs(np.asarray(_as_numpy(a), dtype=np.float64) - np.asarray(_as_numpy(b), dtype=np.float64))))
 
 
 def eight_gaussians(n, radius=2.0, std=0.05, rng=0):
@@ -176,45 +189,52 @@ def train_autoencoder(model, X, epochs=60, batch_size=64, lr=2e-3, seed=0, desc=
     return {"loss": losses, "seconds": time.perf_counter() - start}
 
 
-def train_vae(model, X, loss_fn, reparameterize, epochs=80, batch_size=64, lr=1e-3, seed=0, desc="VAE"):
-    """Minimise ``loss_fn(x_recon, x, mu, logvar)`` (your ``vae_loss``) with Adam, sampling z with your
-    ``reparameterize``. Returns {"loss": per epoch, "seconds": wall-clock time}."""
+def train_vae(model, X, training_step, epochs=80, batch_size=64, lr=1e-3, seed=0, desc="VAE", loss_fn=None):
+    """Minibatch epochs of ``training_step(model, optimizer, x, eps, loss_fn)`` (your ``vae_training_step``) with
+    Adam; eps is fresh standard-normal noise for every batch. Returns {"loss": per epoch, "seconds"}."""
     device = X.device
-    torch.manual_seed(seed)                       # the sampling noise of reparameterize
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses, start = [], time.perf_counter()
     for _ in progress(range(epochs), desc=desc):
         total = 0.0
         for idx in _batches(len(X), batch_size, g, device):
-            x = X[idx]
-            loss = loss_fn(*_vae_terms(model, x, reparameterize))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+            eps = torch.randn(len(idx), model.latent_dim, generator=g).to(device)
+            total += training_step(model, opt, X[idx], eps, loss_fn) * len(idx)
         losses.append(total / len(X))
     synchronize(device)
     return {"loss": losses, "seconds": time.perf_counter() - start}
 
 
-def _vae_terms(model, x, reparameterize):
-    x_recon, mu, logvar = model(x, reparameterize)
-    return x_recon, x, mu, logvar
+def pretrain_discriminator(D, sample_real, d_loss_fn, steps=500, batch_size=256, extent=3.0, lr=1e-3, seed=0):
+    """Teach D (on 2-D points) to tell real points from points spread uniformly over [-extent, extent]^2, with
+    your ``d_loss_fn``: afterwards D's logit is highest where the real data is densest."""
+    device = next(D.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    for _ in range(steps):
+        background = (torch.rand(batch_size, 2, generator=g) * 2 - 1).to(device) * extent
+        loss = d_loss_fn(D(sample_real(batch_size)), D(background))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return D
 
 
-def train_gan(G, D, sample_real, d_loss_fn, g_loss_fn, steps=3000, batch_size=256, lr=1e-3, betas=(0.5, 0.999),
-              snapshots=10, n_show=1000, seed=0, desc="GAN"):
-    """Alternating updates: one step on D with ``d_loss_fn(logits_real, logits_fake)``, then one on G with
-    ``g_loss_fn(logits_fake)`` (your losses). ``sample_real(n) -> (n, dim) tensor`` gives real data.
+def train_gan(G, D, sample_real, training_step, steps=3000, batch_size=256, lr=1e-3, betas=(0.5, 0.999),
+              snapshots=10, n_show=1000, seed=0, desc="GAN", d_lr=None):
+    """``steps`` calls of ``training_step(G, D, opt_g, opt_d, real, z)`` (your ``gan_training_step``) with Adam,
+    on real batches from ``sample_real(n) -> (n, dim) tensor`` and fresh noise z.
 
     Returns {"steps": [...], "samples": [(n_show, dim) arrays of G on one fixed noise batch], "d_loss",
-    "g_loss" (every step), "seconds"}, with ``snapshots`` + 1 snapshots evenly spaced from step 0.
+    "g_loss" (every step), "seconds"}, with ``snapshots`` + 1 snapshots evenly spaced from step 0. ``d_lr``: the
+    discriminator's own learning rate (``lr`` when None; 0 freezes it).
     """
     device = next(G.parameters()).device
     torch.manual_seed(seed)
-    fixed = torch.randn(n_show, G.noise_dim, device=device)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
+    g = torch.Generator().manual_seed(seed)
+    fixed = torch.randn(n_show, G.noise_dim, generator=g).to(device)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr if d_lr is None else d_lr, betas=betas)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
     marks = set(np.linspace(0, steps, snapshots + 1).round().astype(int).tolist())
     out = {"steps": [], "samples": [], "d_loss": [], "g_loss": []}
@@ -227,18 +247,10 @@ def train_gan(G, D, sample_real, d_loss_fn, g_loss_fn, steps=3000, batch_size=25
     start = time.perf_counter()
     snapshot(0)
     for step in progress(range(1, steps + 1), desc=desc):
-        real = sample_real(batch_size)
-        fake = G(torch.randn(batch_size, G.noise_dim, device=device))
-        d_loss = d_loss_fn(D(real), D(fake.detach()))          # D must not push gradients into G
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = g_loss_fn(D(fake))
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        out["d_loss"].append(d_loss.item())
-        out["g_loss"].append(g_loss.item())
+        z = torch.randn(batch_size, G.noise_dim, generator=g).to(device)
+        d_loss, g_loss = training_step(G, D, opt_g, opt_d, sample_real(batch_size), z)
+        out["d_loss"].append(d_loss)
+        out["g_loss"].append(g_loss)
         if step in marks:
             snapshot(step)
     synchronize(device)

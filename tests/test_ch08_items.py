@@ -206,7 +206,173 @@ def cycle_mixed_pairs(x, x_cycled, y, y_cycled):
     return torch.mean(torch.abs(x - y_cycled)) + torch.mean(torch.abs(y - x_cycled))
 
 
+# The training steps below score with these losses (right ones: a wrong step must lose its own item only).
+
+def _d_loss(logits_real, logits_fake):
+    return _bce(logits_real, 1.0) + _bce(logits_fake, 0.0)
+
+
+def _g_loss(logits_fake):
+    return _bce(logits_fake, 1.0)
+
+
+def _vae_loss(x_recon, x, mu, logvar):
+    return F.binary_cross_entropy(x_recon, x, reduction="sum") / x.shape[0] + _kl(mu, logvar)
+
+
+def gan_no_detach(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    """Both gradients reset at the top, the fake not detached: D's loss reaches G's update."""
+    d_optimizer.zero_grad()
+    g_optimizer.zero_grad()
+    fake = generator(z)
+    d_loss = _d_loss(discriminator(real), discriminator(fake))
+    d_loss.backward()
+    d_optimizer.step()
+    g_loss = _g_loss(discriminator(generator(z)))
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def gan_no_detach_one_fake(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    """No detach and one generated batch for both losses: the second backward finds the graph freed."""
+    fake = generator(z)
+    d_loss = _d_loss(discriminator(real), discriminator(fake))
+    d_optimizer.zero_grad()
+    d_loss.backward()
+    d_optimizer.step()
+    g_loss = _g_loss(discriminator(fake))
+    g_optimizer.zero_grad()
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def gan_no_detach_cleared_by_order(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    """No detach, but G's gradients are reset after D's update: right numbers, wasted work (read from the code)."""
+    d_loss = _d_loss(discriminator(real), discriminator(generator(z)))
+    d_optimizer.zero_grad()
+    d_loss.backward()
+    d_optimizer.step()
+    g_optimizer.zero_grad()
+    g_loss = _g_loss(discriminator(generator(z)))
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def gan_generator_first(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    g_loss = _g_loss(discriminator(generator(z)))
+    g_optimizer.zero_grad()
+    g_loss.backward()
+    g_optimizer.step()
+    d_loss = _d_loss(discriminator(real), discriminator(generator(z).detach()))
+    d_optimizer.zero_grad()
+    d_loss.backward()
+    d_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def gan_no_zero_grad(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    fake = generator(z)
+    d_loss = _d_loss(discriminator(real), discriminator(fake.detach()))
+    d_loss.backward()
+    d_optimizer.step()
+    g_loss = _g_loss(discriminator(fake))
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def gan_saturating(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    fake = generator(z)
+    d_loss = _d_loss(discriminator(real), discriminator(fake.detach()))
+    d_optimizer.zero_grad()
+    d_loss.backward()
+    d_optimizer.step()
+    g_loss = -F.softplus(discriminator(fake)).mean()          # minimax: mean log(1 - D(G(z)))
+    g_optimizer.zero_grad()
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def gan_wrong_optimizer(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    """The discriminator's update steps the generator's optimizer."""
+    fake = generator(z)
+    d_loss = _d_loss(discriminator(real), discriminator(fake.detach()))
+    d_optimizer.zero_grad()
+    d_loss.backward()
+    g_optimizer.step()
+    g_loss = _g_loss(discriminator(fake))
+    g_optimizer.zero_grad()
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def gan_returns_tensors(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    fake = generator(z)
+    d_loss = _d_loss(discriminator(real), discriminator(fake.detach()))
+    d_optimizer.zero_grad()
+    d_loss.backward()
+    d_optimizer.step()
+    g_loss = _g_loss(discriminator(fake))
+    g_optimizer.zero_grad()
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss, g_loss
+
+
+def _vae_step(model, optimizer, x, eps, std_of=lambda logvar: torch.exp(0.5 * logvar), zero_grad=True, loss=None):
+    mu, logvar = model.encode(x)
+    value = (loss or _vae_loss)(model.decode(mu + std_of(logvar) * eps), x, mu, logvar)
+    if zero_grad:
+        optimizer.zero_grad()
+    value.backward()
+    optimizer.step()
+    return value.item()
+
+
+def vae_step_no_zero_grad(model, optimizer, x, eps, loss_fn=None):
+    return _vae_step(model, optimizer, x, eps, zero_grad=False)
+
+
+def vae_step_decodes_mu(model, optimizer, x, eps, loss_fn=None):
+    return _vae_step(model, optimizer, x, eps, std_of=lambda logvar: 0.0 * logvar)
+
+
+def vae_step_variance_as_std(model, optimizer, x, eps, loss_fn=None):
+    return _vae_step(model, optimizer, x, eps, std_of=torch.exp)
+
+
+def vae_step_mean_over_pixels(model, optimizer, x, eps, loss_fn=None):
+    return _vae_step(model, optimizer, x, eps, loss=vae_mean_over_pixels)
+
+
+def vae_step_loss_after_update(model, optimizer, x, eps, loss_fn=None):
+    _vae_step(model, optimizer, x, eps)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        return _vae_loss(model.decode(mu + torch.exp(0.5 * logvar) * eps), x, mu, logvar).item()
+
+
+def vae_step_no_step(model, optimizer, x, eps, loss_fn=None):
+    mu, logvar = model.encode(x)
+    value = _vae_loss(model.decode(mu + torch.exp(0.5 * logvar) * eps), x, mu, logvar)
+    optimizer.zero_grad()
+    value.backward()
+    return value.item()
+
+
 WRONG = {
+    "gan_training_step": [(gan_no_detach, "cut off from the generator"), (gan_no_detach_one_fake, "raised"),
+                          (gan_no_detach_cleared_by_order, "detach"), (gan_generator_first, "updated first"),
+                          (gan_no_zero_grad, "reset an optimizer"), (gan_saturating, "non-saturating"),
+                          gan_wrong_optimizer, (gan_returns_tensors, "Python number")],
+    "vae_training_step": [(vae_step_no_zero_grad, "reset the optimizer"), (vae_step_decodes_mu, "not mu"),
+                          (vae_step_variance_as_std, "exp of half"), vae_step_mean_over_pixels,
+                          (vae_step_loss_after_update, "before the update"), vae_step_no_step],
     "reparameterize": [(rep_logvar_as_std, "variance"), (rep_variance_as_std, "variance"),
                        (rep_no_reparameterization, "gradient"), (rep_sample_not_rsample, "gradient"),
                        (rep_mu_without_noise_gradient, "logvar"), (rep_forgets_mu, "variance"), rep_reseeds,
@@ -272,7 +438,50 @@ def cycle_l1_loss(x, x_cycled, y, y_cycled):
     return F.l1_loss(x_cycled, x) + F.l1_loss(y_cycled, y)
 
 
+def gan_fake_under_no_grad(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    """The fake for D's update made without a graph, then made again for G's update."""
+    with torch.no_grad():
+        fake = generator(z)
+    d_optimizer.zero_grad()
+    d_loss = _d_loss(discriminator(real), discriminator(fake))
+    d_loss.backward()
+    d_optimizer.step()
+    g_optimizer.zero_grad()
+    g_loss = _g_loss(discriminator(generator(z)))
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def gan_one_discriminator_pass(generator, discriminator, g_optimizer, d_optimizer, real, z):
+    """Real and fake through D in one batch, the logits split afterwards."""
+    fake = generator(z)
+    logits = discriminator(torch.cat([real, fake.detach()]))
+    d_loss = _d_loss(logits[:len(real)], logits[len(real):])
+    d_optimizer.zero_grad(set_to_none=False)
+    d_loss.backward()
+    d_optimizer.step()
+    g_loss = _g_loss(discriminator(fake))
+    g_optimizer.zero_grad(set_to_none=False)
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def vae_step_addcmul(model, optimizer, x, eps, loss_fn=None):
+    optimizer.zero_grad()
+    mu, logvar = model.encode(x)
+    z = torch.addcmul(mu, logvar.mul(0.5).exp(), eps)
+    value = (loss_fn or _vae_loss)(model.decode(z), x, mu, logvar)
+    value.backward()
+    optimizer.step()
+    return float(value.detach())
+
+
 ALTERNATIVES = {
+    "the fake made under no_grad, made again for G": {"gan_training_step": gan_fake_under_no_grad},
+    "one discriminator pass over real and fake": {"gan_training_step": gan_one_discriminator_pass},
+    "addcmul, zero_grad first": {"vae_training_step": vae_step_addcmul},
     "rsample": {"reparameterize": rep_rsample},
     "sqrt of the variance": {"reparameterize": rep_sqrt_of_variance},
     "KL with std": {"kl_divergence": kl_with_std},

@@ -296,6 +296,30 @@ HOSTILE = [
             eps = torch.randn(mu.shape[0], 1, dtype=mu.dtype).expand_as(mu)
             return mu + torch.exp(0.5 * logvar) * eps
         """, expect="zero"),
+    Hostile("a GAN step without detach whose generator gradients are cleared by order", 3, "08_vae_gan",
+            "gan_training_step", """
+        def gan_training_step(generator, discriminator, g_optimizer, d_optimizer, real, z):
+            d_loss = discriminator_loss(discriminator(real), discriminator(generator(z)))
+            d_optimizer.zero_grad()
+            d_loss.backward()
+            d_optimizer.step()
+            g_optimizer.zero_grad()
+            g_loss = generator_loss(discriminator(generator(z)))
+            g_loss.backward()
+            g_optimizer.step()
+            return d_loss.item(), g_loss.item()
+        """, expect="zero"),
+    Hostile("a VAE step that replaces the optimizer's update", 2, "08_vae_gan", "vae_training_step", """
+        def _frozen(self, closure=None):
+            return None
+
+        torch.optim.SGD.step = _frozen
+
+        def vae_training_step(model, optimizer, x, eps, loss_fn=None):
+            mu, logvar = model.encode(x)
+            loss = vae_loss(model.decode(mu), x, mu, logvar)
+            return loss.item()
+        """, expect="review"),
     Hostile("ReLU backward with x >= 0 (an honest bug at the kink)", 3, "07_pytorch", "ReLUFunction", """
         class ReLUFunction(torch.autograd.Function):
             @staticmethod

@@ -18,6 +18,15 @@ and the verdicts are reached here, against ``grader/judge/references/ch08_vae_ga
   false-alarm probability is stated below); two calls must draw fresh noise; and the gradients
   through one draw must be those of z = mu + exp(logvar / 2) * eps: dz/dmu = 1 and
   dz/dlogvar = (z - mu) / 2, computed from the very z that was recorded.
+- The training steps (``gan_training_step``, ``vae_training_step``) get modules the grader built (small
+  float64 MLPs whose weights come from the case's state_dict), SGD optimizers with momentum the grader
+  built, and fixed inputs, the noise included (no torch random stream is involved). After k = 3 calls the
+  weights of every network are read back and compared, with the losses each call returned, against the
+  same k steps run here on the same modules (relative error < 1e-9: float64 round-off). A failing step is
+  compared with the typical mistakes (G before D, D's loss reaching G, no zero_grad, the saturating
+  generator loss, ...) to choose the hint; a step built on a wrong loss of this chapter is told to fix that
+  loss first. Whether the fake is cut off from D's update is also a fact of the code (a detach, or a
+  no_grad block), read from the submitted source.
 """
 from __future__ import annotations
 
@@ -26,15 +35,16 @@ import math
 import numpy as np
 
 from ..cases import away_from_kinks, small_dims
-from ..checks import Failure, expect_close, expect_gradient, expect_tensor
+from ..checks import Failure, expect_close, expect_gradient, expect_scalar, expect_tensor, fail_if_raised
 from ..numerics import numerical_gradient
-from ..protocol import Call, Case, TensorValue, arr, list_of, ref, tensor
+from ..protocol import Call, Case, TensorValue, arr, dict_of, list_of, lit, ref, tensor, trusted
 from ..references import ch08_vae_gan as R
 from . import Item, register
 
 CHAPTER = "08_vae_gan"
 SMOOTH = 1e-7
 KINKED = 1e-5
+WEIGHTS = 1e-9             # k steps of SGD in float64 on the same modules: round-off only
 EXACT = 1e-10              # dz/dmu = dout and dz/dlogvar = dout (z - mu) / 2 hold to round-off
 
 # --- the statistics of reparameterize -------------------------------------------------------------------
@@ -423,3 +433,251 @@ class CycleConsistencyLoss(LossItem):
         x, y = s.inputs.normal(size=(1, 1)), s.inputs.normal(size=(1, 2))
         return {"x": x, "x_cycled": x + away_from_kinks(s.inputs, x.shape, scale=0.5),
                 "y": y, "y_cycled": y + away_from_kinks(s.inputs, y.shape, scale=0.5)}
+
+
+# --- training steps --------------------------------------------------------------------------------------
+
+STEPS = 3                  # calls per case: a missing zero_grad shows from the second call on
+
+
+def _state_arrays(prefix, state):
+    return {f"{prefix}:{k}": v for k, v in state.items()}
+
+
+def _state_spec(prefix, state):
+    return dict_of(**{k: arr(f"{prefix}:{k}") for k in state})
+
+
+def _linear_state(s, sizes, prefix=""):
+    """Weights of Linear layers at positions 0, 2, 4, ... of a Sequential (an activation between them)."""
+    state = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        state[f"{prefix}{2 * i}.weight"] = s.inputs.normal(0.0, 1.0 / np.sqrt(a), size=(b, a))
+        state[f"{prefix}{2 * i}.bias"] = s.inputs.normal(0.0, 0.2, size=b)
+    return state
+
+
+def _compare_states(item, got_state, want_state, what, where, on_fail):
+    """Failure from ``on_fail(message)`` at the first parameter of ``what`` that differs from ``want_state``."""
+    fail_if_raised(item, got_state, "")
+    if not isinstance(got_state, dict):
+        raise Failure(f"{item}: the {what}'s weights could not be read back{where}.")
+    for name, want in want_state.items():
+        got = expect_tensor(item, f"the {what}'s {name} after the steps", got_state.get(name), want.shape, where)
+        if not np.allclose(got, want, rtol=WEIGHTS, atol=WEIGHTS):
+            error = float(np.max(np.abs(got - want)) / (np.max(np.abs(want)) + 1e-12))
+            on_fail(f"after {STEPS} steps the {what}'s {name} differs from the expected weights (relative error "
+                    f"{error:.1e}){where}")
+
+
+class TrainingStepItem(Item):
+    """Shared judging of a training step: losses and weights after STEPS calls against the reference."""
+
+    hints: dict = {}
+
+    def _mistake_hint(self, case, out, matches):
+        """The hint of the first typical mistake whose run matches what was recorded, else the general one."""
+        for mistake in self.mistakes:
+            try:
+                if matches(mistake):
+                    return self.hints[mistake]
+            except Exception:  # noqa: BLE001 - a mistake that cannot be reproduced here does not match
+                continue
+        return self.hints["order"]
+
+
+@register(CHAPTER)
+class GanTrainingStep(TrainingStepItem):
+    name = "gan_training_step"
+    requires = ("discriminator_loss", "generator_loss")
+    mistakes = R.GAN_MISTAKES
+    hints = {
+        "order": "one step is two updates, in this order: the discriminator on discriminator_loss of its logits on "
+                 "the real batch and on the generated batch, then the generator on generator_loss of the updated "
+                 "discriminator's logits on its samples; each update resets its own optimizer's gradients, "
+                 "backpropagates its own loss and steps its own optimizer (section 3).",
+        "generator first": "the discriminator is updated first and the generator second, against the discriminator "
+                           "that was just updated (section 3, alternating training).",
+        "no detach": "the discriminator's loss must not reach the generator's gradients: the generated batch enters "
+                     "the discriminator's update as a constant, cut off from the generator's graph (section 3).",
+        "no zero_grad": "reset an optimizer's gradients before each backward pass: the generator's backward also "
+                        "fills the discriminator's .grad, and gradients left from the previous call add up.",
+        "saturating generator loss": "the generator minimises the non-saturating loss, your generator_loss of the "
+                                     "discriminator's logits on the fakes, not the minimax log(1 - D).",
+        "losses": "return the two losses of this call as Python numbers, (d_loss, g_loss), each taken with "
+                  ".item() right after it is computed: d_loss before the discriminator's update, g_loss with the "
+                  "updated discriminator.",
+        "detach": "cut the generated batch off from the generator's graph where it enters the discriminator's loss "
+                  "(a .detach(), or generate it under torch.no_grad() and generate again for the generator's "
+                  "update), so that the discriminator's backward never reaches the generator (section 3).",
+    }
+
+    def cases(self, s):
+        cases = []
+        for index in range(2):
+            noise_dim, hidden, dim = int(s.inputs.integers(2, 4)), int(s.inputs.integers(4, 8)), 2
+            n = int(s.inputs.integers(5, 10))
+            g_layers = [["linear", noise_dim, hidden], ["tanh"], ["linear", hidden, dim]]
+            d_layers = [["linear", dim, hidden], ["tanh"], ["linear", hidden, 1]]
+            g_state, d_state = _linear_state(s, (noise_dim, hidden, dim)), _linear_state(s, (dim, hidden, 1))
+            g_lr, d_lr = (float(np.round(s.inputs.uniform(lo, hi), 3)) for lo, hi in ((0.05, 0.15), (0.2, 0.4)))
+            momentum = 0.5
+            reals = [s.inputs.normal(0.0, 1.0, size=(n, dim)) + np.array([1.5, -0.5]) for _ in range(STEPS)]
+            zs = [s.inputs.normal(size=(n, noise_dim)) for _ in range(STEPS)]
+            arrays = {**_state_arrays("g", g_state), **_state_arrays("d", d_state),
+                      **{f"real{i}": r for i, r in enumerate(reals)}, **{f"z{i}": z for i, z in enumerate(zs)}}
+            steps = [Call("value", [trusted("sequential", layers=lit(g_layers), state=_state_spec("g", g_state))],
+                          builtin=True, save="G"),
+                     Call("value", [trusted("sequential", layers=lit(d_layers), state=_state_spec("d", d_state))],
+                          builtin=True, save="D"),
+                     Call("value", [trusted("sgd", module=ref("G"), lr=lit(g_lr), momentum=lit(momentum))],
+                          builtin=True, save="g_optimizer"),
+                     Call("value", [trusted("sgd", module=ref("D"), lr=lit(d_lr), momentum=lit(momentum))],
+                          builtin=True, save="d_optimizer")]
+            steps += [Call(self.name, [ref("G"), ref("D"), ref("g_optimizer"), ref("d_optimizer"), tensor(f"real{i}"),
+                                       tensor(f"z{i}")], save=(f"d_loss{i}", f"g_loss{i}"), record_errors=True)
+                      for i in range(STEPS)]
+            steps += [Call("G.state_dict", on_ref=True, save="g_state"),
+                      Call("D.state_dict", on_ref=True, save="d_state")]
+            returns = tuple(f"{k}{i}" for i in range(STEPS) for k in ("d_loss", "g_loss")) + ("g_state", "d_state")
+            cases.append(Case(steps=steps, arrays=arrays, returns=returns,
+                              context={"g_layers": g_layers, "d_layers": d_layers, "g_lr": g_lr, "d_lr": d_lr,
+                                       "momentum": momentum},
+                              label=f" ({STEPS} calls on batches of {n}: a generator {noise_dim} - {hidden} - {dim} "
+                                    f"and a discriminator {dim} - {hidden} - 1, SGD with lr {g_lr} and {d_lr}, "
+                                    f"momentum {momentum})"))
+        return cases
+
+    def _run(self, case, mistake=None):
+        a, ctx = case.arrays, case.context
+        g_state = {k[2:]: v for k, v in a.items() if k.startswith("g:")}
+        d_state = {k[2:]: v for k, v in a.items() if k.startswith("d:")}
+        return R.gan_training_steps(ctx["g_layers"], g_state, ctx["d_layers"], d_state,
+                                    [a[f"real{i}"] for i in range(STEPS)], [a[f"z{i}"] for i in range(STEPS)],
+                                    ctx["g_lr"], ctx["d_lr"], ctx["momentum"], mistake)
+
+    def check(self, case, out):
+        for i in range(STEPS):
+            fail_if_raised(self.name, out[f"d_loss{i}"], self.hints["order"])
+        losses, g_want, d_want = self._run(case)
+
+        def matches(mistake):
+            _, g_m, d_m = self._run(case, mistake)
+            return all(np.allclose(out[key][k].array, want[k], rtol=1e-7, atol=1e-9)
+                       for key, want in (("g_state", g_m), ("d_state", d_m)) for k in want)
+
+        def fail(message):
+            raise Failure(f"{self.name}: {message}.\nHint: {self._mistake_hint(case, out, matches)}")
+
+        _compare_states(self.name, out["d_state"], d_want, "discriminator", case.label, fail)
+        _compare_states(self.name, out["g_state"], g_want, "generator", case.label, fail)
+        for i, (d_loss, g_loss) in enumerate(losses):
+            for key, want in (("d_loss", d_loss), ("g_loss", g_loss)):
+                where = f" (call {i + 1}){case.label}"
+                got = expect_scalar(self.name, f"the returned {key}", out[f"{key}{i}"], where, self.hints["losses"])
+                expect_close(self.name, f"the returned {key}", got, want, WEIGHTS, where, self.hints["losses"])
+
+    def source_problem(self, source):
+        """Whether the generated batch is cut off from D's update is a fact of the code: read it from the source."""
+        if not cuts_the_graph(source):
+            return (f"{self.name}: your step never cuts the generated batch off from the generator's graph (no "
+                    f".detach() and no torch.no_grad() in your code, read from it): the discriminator's backward "
+                    f"reaches the generator, whose .grad you then have to clear by luck of order.\n"
+                    f"Hint: {self.hints['detach']}")
+        return None
+
+
+@register(CHAPTER)
+class VaeTrainingStep(TrainingStepItem):
+    name = "vae_training_step"
+    requires = ("vae_loss",)
+    mistakes = R.VAE_MISTAKES
+    hints = {
+        "order": "one step: encode x into mu and logvar, make z with the reparameterization from the given eps, "
+                 "decode z, score it with vae_loss, then reset the gradients, backpropagate and step the optimizer "
+                 "(section 2).",
+        "no zero_grad": "reset the optimizer's gradients before every backward pass: gradients left from the "
+                        "previous call add up.",
+        "no noise": "decode a sampled z, not mu: z is mu plus the standard deviation times the given eps (the "
+                    "reparameterization), otherwise the decoder never learns to handle a neighbourhood of each code.",
+        "noise times the variance": "logvar is the log of the variance: the standard deviation that multiplies "
+                                    "eps is exp of half of it.",
+        "loss": "return the loss of this call as a Python number (.item()), computed before the update.",
+    }
+
+    def cases(self, s):
+        cases = []
+        for index in range(2):
+            dim, hidden, latent = int(s.inputs.integers(5, 9)), int(s.inputs.integers(4, 8)), int(s.inputs.integers(2, 4))
+            n = int(s.inputs.integers(4, 9))
+            encoder = [["linear", dim, hidden], ["tanh"], ["linear", hidden, 2 * latent]]
+            decoder = [["linear", latent, hidden], ["tanh"], ["linear", hidden, dim], ["sigmoid"]]
+            state = {**_linear_state(s, (dim, hidden, 2 * latent), "encoder."),
+                     **_linear_state(s, (latent, hidden, dim), "decoder.")}
+            lr, momentum = float(np.round(s.inputs.uniform(0.002, 0.01), 4)), 0.5
+            xs = []
+            for _ in range(STEPS):
+                x = s.inputs.uniform(0.0, 1.0, size=(n, dim))
+                x[s.inputs.random(x.shape) < 0.3] = 0.0          # digits have many exact zeros
+                xs.append(x)
+            epss = [s.inputs.normal(size=(n, latent)) for _ in range(STEPS)]
+            arrays = {**_state_arrays("m", state), **{f"x{i}": x for i, x in enumerate(xs)},
+                      **{f"eps{i}": e for i, e in enumerate(epss)}}
+            steps = [Call("value", [trusted("vae", encoder=lit(encoder), decoder=lit(decoder),
+                                            state=_state_spec("m", state))], builtin=True, save="model"),
+                     Call("value", [trusted("sgd", module=ref("model"), lr=lit(lr), momentum=lit(momentum))],
+                          builtin=True, save="optimizer")]
+            steps += [Call(self.name, [ref("model"), ref("optimizer"), tensor(f"x{i}"), tensor(f"eps{i}")],
+                           save=f"loss{i}", record_errors=True) for i in range(STEPS)]
+            steps += [Call("model.state_dict", on_ref=True, save="state")]
+            cases.append(Case(steps=steps, arrays=arrays, returns=tuple(f"loss{i}" for i in range(STEPS)) + ("state",),
+                              context={"encoder": encoder, "decoder": decoder, "lr": lr, "momentum": momentum},
+                              label=f" ({STEPS} calls on batches of {n} images of {dim} pixels: a VAE {dim} - {hidden} "
+                                    f"- (mu, logvar of {latent}) and {latent} - {hidden} - {dim}, SGD with lr {lr}, "
+                                    f"momentum {momentum})"))
+        return cases
+
+    def _run(self, case, mistake=None):
+        a, ctx = case.arrays, case.context
+        state = {k[2:]: v for k, v in a.items() if k.startswith("m:")}
+        return R.vae_training_steps(ctx["encoder"], ctx["decoder"], state, [a[f"x{i}"] for i in range(STEPS)],
+                                    [a[f"eps{i}"] for i in range(STEPS)], ctx["lr"], ctx["momentum"], mistake)
+
+    def check(self, case, out):
+        for i in range(STEPS):
+            fail_if_raised(self.name, out[f"loss{i}"], self.hints["order"])
+        losses, want = self._run(case)
+
+        def matches(mistake):
+            _, got_m = self._run(case, mistake)
+            return all(np.allclose(out["state"][k].array, got_m[k], rtol=1e-7, atol=1e-9) for k in got_m)
+
+        def fail(message):
+            raise Failure(f"{self.name}: {message}.\nHint: {self._mistake_hint(case, out, matches)}")
+
+        _compare_states(self.name, out["state"], want, "model", case.label, fail)
+        for i, loss in enumerate(losses):
+            where = f" (call {i + 1}){case.label}"
+            got = expect_scalar(self.name, "the returned loss", out[f"loss{i}"], where, self.hints["loss"])
+            expect_close(self.name, "the returned loss", got, loss, WEIGHTS, where, self.hints["loss"])
+
+
+CUTS = {"detach", "detach_", "no_grad", "inference_mode", "data", "requires_grad_"}
+
+
+def cuts_the_graph(source):
+    """True when the code (not its docstrings or comments) names a way to cut a tensor off its graph: ``.detach()``,
+    ``torch.no_grad()`` / ``inference_mode()``, ``.data`` or ``.requires_grad_(...)``; also when the source cannot
+    be parsed (the numbers then decide alone)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return True
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in CUTS:
+            return True
+        if isinstance(node, ast.Name) and node.id in CUTS - {"data"}:
+            return True
+    return False
