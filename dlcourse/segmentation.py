@@ -175,10 +175,17 @@ def train_segmenter(model, images, masks, *, epochs, batch_size=32, lr=3e-3, see
 
 
 @torch.no_grad()
-def predict(model, images, batch_size=128):
-    """The class of every pixel, (N, H, W) int64, the model in eval mode."""
+def predict(model, images, batch_size=128, skips=None):
+    """The class of every pixel, (N, H, W) int64, the model in eval mode.
+
+    ``skips=(full_res, half_res)``: a UNet of the chapter's contract run with its skips scaled
+    (``unet_with_skip_scale``)."""
     model.eval()
-    out = [model(torch.from_numpy(images[i:i + batch_size])).argmax(dim=1) for i in range(0, len(images), batch_size)]
+
+    def forward(x):
+        return model(x) if skips is None else unet_with_skip_scale(model, x, *skips)
+
+    out = [forward(torch.from_numpy(images[i:i + batch_size])).argmax(dim=1) for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy()
 
 
@@ -386,12 +393,8 @@ def skip_explorer(model, images, masks, n=4):
     """Scale the trained UNet's two skips (0: removed, 1: as trained): its predictions on held-out images."""
     import ipywidgets as widgets
 
-    x = torch.from_numpy(images[:n])
-
     def show(full_res_skip=1.0, half_res_skip=1.0):
-        with torch.no_grad():
-            model.eval()
-            pred = unet_with_skip_scale(model, x, full_res_skip, half_res_skip).argmax(dim=1).numpy()
+        pred = predict(model, images[:n], skips=(full_res_skip, half_res_skip))
         fig, axes = plt.subplots(2, n, figsize=(1.7 * n, 3.6))
         for i in range(n):
             _mask_axes(axes[0, i], masks[i], "true mask")
