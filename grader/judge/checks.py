@@ -84,9 +84,9 @@ def expect_scalar(item, quantity, value, where="", hint=""):
     return value
 
 
-def expect_close(item, quantity, actual, expected, tol, where="", hint=""):
-    """Failure unless rel_error(actual, expected) < tol."""
-    err = rel_error(actual, expected)
+def expect_close(item, quantity, actual, expected, tol, where="", hint="", floor=1e-8):
+    """Failure unless rel_error(actual, expected, floor) < tol."""
+    err = rel_error(actual, expected, floor)
     if not err < tol:
         raise Failure(_with_hint(f"{item}: {quantity} has relative error {err:.1e} (must be < {tol:.0e}){where}.",
                                  hint))

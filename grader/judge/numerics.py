@@ -52,11 +52,13 @@ def numerical_gradient_array(f, x, df, h=DEFAULT_H):
     return grad
 
 
-def rel_error(a, b):
-    """Relative error ``max|a - b| / max(1e-8, max|a| + max|b|)``.
+def rel_error(a, b, floor=1e-8):
+    """Relative error ``max|a - b| / max(floor, max|a| + max|b|)``.
 
     Scale-aware rather than element-wise, so tiny entries of a large gradient
     (where a centered difference has mostly round-off) cannot fail correct code.
+    ``floor``: the scale below which a small result is measured against it instead (e.g. the size of the
+    other gradients of the same backward pass, for a gradient that happens to be near 0).
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -64,4 +66,4 @@ def rel_error(a, b):
         return 0.0
     diff = float(np.max(np.abs(a - b)))
     scale = float(np.max(np.abs(a)) + np.max(np.abs(b)))
-    return diff / max(1e-8, scale)
+    return diff / max(floor, scale)
