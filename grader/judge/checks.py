@@ -150,12 +150,13 @@ def _index_text(index):
 
 
 def expect_gradient(item, input_name, value, numerical, tol, where="", hint="", dtype="float64",
-                    reference="the numerical gradient"):
+                    reference="the numerical gradient", floor=1e-8):
     """Failure unless the gradient ``value`` (a TensorValue from the ``grad`` builtin) for ``input_name``
     matches ``numerical`` (a centered difference of the trusted reference) to relative error < ``tol``.
 
     A mismatch names the worst entry: "AffineFunction: the gradient for w is wrong at index (2, 1): your
     backward gives 0.512, the numerical gradient is 1.27 (relative error 4.2e-01, must be < 1e-07)."
+    ``floor``: the scale a gradient that happens to be near 0 is measured on (see ``rel_error``).
     Returns the relative error.
     """
     fail_if_raised(item, value, hint)
@@ -164,7 +165,7 @@ def expect_gradient(item, input_name, value, numerical, tol, where="", hint="", 
                                  f"None in its place, so nothing flows back to {input_name}.", hint))
     numerical = np.asarray(numerical, dtype=np.float64)
     got = expect_tensor(item, f"the gradient for {input_name}", value, numerical.shape, where, hint, dtype)
-    err = rel_error(got, numerical)
+    err = rel_error(got, numerical, floor)
     if not err < tol:
         index = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.abs(got - numerical))), numerical.shape))
         raise Failure(_with_hint(
