@@ -25,7 +25,11 @@ INTERVAL=${COURSE_INTERVAL:-600}
 echo "== system packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q python3 python3-venv make git nodejs npm util-linux passwd
+packages="python3 python3-venv make git util-linux passwd"
+# Node.js and npm from Debian/Ubuntu, unless a Node.js with its own npm is already there (NodeSource's
+# nodejs package ships npm and conflicts with Debian's npm package)
+command -v npm > /dev/null || packages="$packages nodejs npm"
+apt-get install -y -q $packages
 
 echo "== the course's pinned environment ($REPO/.venv), shared by every account"
 make -C "$REPO" env EXCHANGE="$EXCHANGE"
