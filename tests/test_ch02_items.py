@@ -692,3 +692,21 @@ def test_wrong_forward_with_a_wrong_cache_is_named_in_the_backward_message(solut
         message = verdicts["relu_backward"].message
         assert not verdicts["relu_backward"].passed
         assert "relu_forward returned a wrong out" in message and "Fix relu_forward first" in message, message
+
+
+def test_a_gradient_near_0_is_measured_on_the_scale_of_its_pass():
+    """The seed sweep's false failures (batch norm's dgamma of one feature, vae_loss's x_recon close to x): a
+    centered difference carries the round-off of the pass's largest quantities, so a gradient that happens to
+    be near 0 is measured on the pass's scale; a gradient of the pass's own size that is wrong still fails."""
+    from grader.judge.numerics import pass_scale, rel_error
+
+    dx = np.array([[1.7, -0.4], [0.9, 2.3]])
+    dgamma_exact = np.array([2e-9])
+    dgamma_numerical = dgamma_exact + 3e-11            # a centered difference's round-off at h = 1e-5
+    assert not rel_error(dgamma_numerical, dgamma_exact) < 1e-7           # alone: a correct answer would fail
+    scale = pass_scale([dx, dgamma_numerical])
+    assert scale == 2.3
+    assert rel_error(dgamma_numerical, dgamma_exact, scale) < 1e-7
+    assert not rel_error(dx * 1.01, dx, scale) < 1e-7                     # 1 % off: still wrong
+    assert not rel_error(np.array([0.5]), np.array([0.25]), scale) < 1e-7  # a gradient of the pass's size, off
+    assert pass_scale([np.zeros((0, 3))]) == 1e-8                         # nothing to measure by: the floor

@@ -57,8 +57,8 @@ def rel_error(a, b, floor=1e-8):
 
     Scale-aware rather than element-wise, so tiny entries of a large gradient
     (where a centered difference has mostly round-off) cannot fail correct code.
-    ``floor``: the scale below which a small result is measured against it instead (e.g. the size of the
-    other gradients of the same backward pass, for a gradient that happens to be near 0).
+    ``floor``: the scale below which a small result is measured against it instead (``pass_scale`` of the
+    gradients of the same backward pass, for a gradient that happens to be near 0).
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -67,3 +67,13 @@ def rel_error(a, b, floor=1e-8):
     diff = float(np.max(np.abs(a - b)))
     scale = float(np.max(np.abs(a)) + np.max(np.abs(b)))
     return diff / max(floor, scale)
+
+
+def pass_scale(gradients, floor=1e-8):
+    """The largest entry, in absolute value, of the exact gradients of one backward pass (at least ``floor``).
+
+    A gradient of the pass that happens to be near 0 (batch norm's dgamma of one feature, a loss's gradient
+    where the reconstruction equals its target) is measured on this scale: its centered difference carries
+    the round-off of the pass's largest quantities, not its own size.
+    """
+    return max([floor] + [float(np.max(np.abs(g))) for g in gradients if np.size(g)])

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..cases import at_kinks, away_from_kinks, small_dims
 from ..checks import Failure, expect_array, expect_close, expect_scalar, shape_phrase
-from ..numerics import numerical_gradient, numerical_gradient_array, rel_error
+from ..numerics import numerical_gradient, numerical_gradient_array, pass_scale, rel_error
 from ..protocol import Call, Case, arr, lit, ref, test_function
 from ..references import ch02_backprop as R
 from . import Item, known_mistake, register
@@ -259,9 +259,7 @@ class BackwardItem(Item):
             def f(v, input_name=input_name):
                 return reference(**dict(inputs, **{input_name: v}), **kwargs)
             expected[input_name] = numerical_gradient_array(f, inputs[input_name], case.arrays["dout"])
-        # A gradient that happens to be near 0 (dgamma of a single feature, say) is measured on the scale of the
-        # largest gradient of the same pass: its centered difference carries that scale's round-off.
-        floor = max(1e-8, max(float(np.max(np.abs(e))) for e in expected.values() if e.size))
+        floor = pass_scale(expected.values())
         for grad_name, input_name in zip(self.grad_names, fwd.input_names):
             hint = self.hints.get(grad_name, "")
             got = expect_array(self.name, grad_name, out[grad_name], inputs[input_name].shape, case.label, hint)

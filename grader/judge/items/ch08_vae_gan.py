@@ -36,7 +36,7 @@ import numpy as np
 
 from ..cases import away_from_kinks, small_dims
 from ..checks import Failure, expect_close, expect_gradient, expect_scalar, expect_tensor, fail_if_raised
-from ..numerics import numerical_gradient
+from ..numerics import numerical_gradient, pass_scale
 from ..protocol import Call, Case, TensorValue, arr, dict_of, list_of, lit, ref, tensor, trusted
 from ..references import ch08_vae_gan as R
 from . import Item, register
@@ -210,9 +210,7 @@ class LossItem(Item):
                 raise _no_gradient(self.name, n, where, hint)
         expected = {n: numerical_gradient(lambda v, n=n: self.expected(dict(arrays, **{n: v})), arrays[n])
                     * float(arrays["dout"]) for n in checked}
-        # a gradient that happens to be near 0 (x_recon close to x) is measured on the scale of the largest
-        # gradient of the same loss, where a centered difference's round-off is negligible
-        floor = max([1e-8] + [float(np.max(np.abs(e))) for e in expected.values() if e.size])
+        floor = pass_scale(expected.values())
         for n in checked:
             expect_gradient(self.name, n, out[f"d{n}"], expected[n], self.tolerance, where, hint, floor=floor)
 
